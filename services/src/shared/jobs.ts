@@ -1,0 +1,79 @@
+import { createHash } from 'node:crypto';
+import type { Collection, Db } from 'mongodb';
+import { MongoServerError } from 'mongodb';
+
+/**
+ * The job document is also its own outbox record (`publishedAt: null` until the broker confirmed it), so
+ * storing a job and remembering to publish it is one atomic insert; MongoDB transactions are not needed
+ * (and FerretDB, used in tests, has none).
+ */
+
+export type JobStatus = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed';
+export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'retrying', 'succeeded', 'failed'];
+
+export interface JobError {
+  readonly message: string;
+  readonly attempt: number;
+}
+
+export interface JobDocument {
+  _id: string;
+  idempotencyKey: string;
+  /** sha256 of the canonical request body, to tell a retry of the same request from a different one. */
+  bodyHash: string;
+  type: string;
+  input: Record<string, unknown>;
+  status: JobStatus;
+  /** Claims so far, counted by the application (RabbitMQ does not count requeues). */
+  attempts: number;
+  /** Handler runs that returned successfully; more than 1 means a duplicate effect (tests assert it stays ≤ 1). */
+  runs: number;
+  result: unknown;
+  error: JobError | null;
+  leaseOwner: string | null;
+  leaseExpiresAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  publishedAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function bodyHash(type: string, input: unknown): string {
+  return createHash('sha256').update(canonicalJson({ type, input })).digest('hex');
+}
+
+export const JOBS_COLLECTION = 'jobs';
+
+export function jobsCollection(db: Db): Collection<JobDocument> {
+  return db.collection<JobDocument>(JOBS_COLLECTION);
+}
+
+/** Idempotent: createIndexes with the same spec is a no-op. */
+export async function ensureIndexes(db: Db): Promise<void> {
+  await jobsCollection(db).createIndexes([
+    { key: { idempotencyKey: 1 }, name: 'idempotencyKey_unique', unique: true },
+    { key: { status: 1, _id: -1 }, name: 'status_id' },
+    { key: { publishedAt: 1, createdAt: 1 }, name: 'outbox' },
+  ]);
+}
+
+export function isDuplicateKeyError(err: unknown): boolean {
+  return err instanceof MongoServerError && err.code === 11000;
+}
+
+/** MongoDB could not be reached or answered with an error that is not the caller's fault. */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+}
