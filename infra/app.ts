@@ -12,8 +12,14 @@ function secretsFor(env: EnvironmentName): Record<string, { source: SecretSource
   // names and Pulumi reads secret config values. `npm run secrets -- <env>` creates random ones.
   const source = (name: string): SecretSource => SecretSource.file(`.secrets/${env}/${name}`);
   return {
-    'mongo-password': { source: source('mongo-password'), description: 'MongoDB root password the services connect with' },
-    'rabbitmq-erlang-cookie': { source: source('rabbitmq-erlang-cookie'), description: 'Erlang cookie shared by the RabbitMQ cluster nodes' },
+    'mongo-password': {
+      source: source('mongo-password'),
+      description: 'MongoDB root password the services connect with',
+    },
+    'rabbitmq-erlang-cookie': {
+      source: source('rabbitmq-erlang-cookie'),
+      description: 'Erlang cookie shared by the RabbitMQ cluster nodes',
+    },
     'rabbitmq-password': { source: source('rabbitmq-password'), description: 'RabbitMQ application user password' },
   };
 }
@@ -44,20 +50,35 @@ export function defineSystem(env: EnvironmentName): JobSystem {
           replicas: 3,
           queueType: QueueType.QUORUM,
           storageSize: Memory.gibibytes(20),
-          resources: { cpuRequest: Cpu.millis(500), cpuLimit: Cpu.cores(2), memoryRequest: Memory.gibibytes(1), memoryLimit: Memory.gibibytes(2) },
+          resources: {
+            cpuRequest: Cpu.millis(500),
+            cpuLimit: Cpu.cores(2),
+            memoryRequest: Memory.gibibytes(1),
+            memoryLimit: Memory.gibibytes(2),
+          },
         },
         database: {
           image: ImageSource.registry('mongo:8.0.12'),
           replicas: 3,
           storageSize: Memory.gibibytes(50),
-          resources: { cpuRequest: Cpu.millis(500), cpuLimit: Cpu.cores(2), memoryRequest: Memory.gibibytes(2), memoryLimit: Memory.gibibytes(4) },
+          resources: {
+            cpuRequest: Cpu.millis(500),
+            cpuLimit: Cpu.cores(2),
+            memoryRequest: Memory.gibibytes(2),
+            memoryLimit: Memory.gibibytes(4),
+          },
         },
         producer: {
           image: ImageSource.build('services', 'producer', 'ghcr.io/async-jobs/producer'),
           replicas: 3,
           autoscaling: { minReplicas: 3, maxReplicas: 10, cpuUtilizationPercent: 70 },
           ingressHost: 'jobs.example.com',
-          resources: { cpuRequest: Cpu.millis(250), cpuLimit: Cpu.cores(1), memoryRequest: Memory.mebibytes(256), memoryLimit: Memory.mebibytes(512) },
+          resources: {
+            cpuRequest: Cpu.millis(250),
+            cpuLimit: Cpu.cores(1),
+            memoryRequest: Memory.mebibytes(256),
+            memoryLimit: Memory.mebibytes(512),
+          },
         },
         consumer: {
           image: ImageSource.build('services', 'consumer', 'ghcr.io/async-jobs/consumer'),
@@ -67,13 +88,34 @@ export function defineSystem(env: EnvironmentName): JobSystem {
           concurrency: 10,
           drainTimeout: Duration.seconds(50),
           terminationGracePeriod: Duration.seconds(60),
-          resources: { cpuRequest: Cpu.millis(250), cpuLimit: Cpu.cores(1), memoryRequest: Memory.mebibytes(256), memoryLimit: Memory.mebibytes(512) },
+          resources: {
+            cpuRequest: Cpu.millis(250),
+            cpuLimit: Cpu.cores(1),
+            memoryRequest: Memory.mebibytes(256),
+            memoryLimit: Memory.mebibytes(512),
+          },
         },
         acceptedGaps: [
-          { target: 'compose', feature: 'broker-cluster', reason: 'Compose is for a single host; the HA broker runs on Kubernetes' },
-          { target: 'compose', feature: 'database-replica-set', reason: 'Compose is for a single host; the replica set runs on Kubernetes' },
-          { target: 'compose', feature: 'autoscaling', reason: 'a single host has fixed capacity; the minimum replica count is used' },
-          { target: 'compose', feature: 'ingress', reason: 'on a single host the operator fronts the producer with their own proxy' },
+          {
+            target: 'compose',
+            feature: 'broker-cluster',
+            reason: 'Compose is for a single host; the HA broker runs on Kubernetes',
+          },
+          {
+            target: 'compose',
+            feature: 'database-replica-set',
+            reason: 'Compose is for a single host; the replica set runs on Kubernetes',
+          },
+          {
+            target: 'compose',
+            feature: 'autoscaling',
+            reason: 'a single host has fixed capacity; the minimum replica count is used',
+          },
+          {
+            target: 'compose',
+            feature: 'ingress',
+            reason: 'on a single host the operator fronts the producer with their own proxy',
+          },
         ],
       });
   }

@@ -5,20 +5,28 @@
  */
 import { resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
-import { synthesize, TARGETS, type Target } from '../constructs';
+import { pathToFileURL } from 'node:url';
+import { synthesize, TARGETS, type JobSystem, type Target } from '../constructs';
 import { compareFiles, writeFiles, type FileDifference } from '../constructs/output/files';
 import { renderDiff } from '../constructs/output/diff';
-import { defineSystem, ENVIRONMENTS, type EnvironmentName } from './app';
+import * as defaultApp from './app';
+
+/** What a system definition module exports (infra/app.ts, or the module given with --app). */
+interface AppModule {
+  readonly ENVIRONMENTS: readonly string[];
+  defineSystem(environment: string): JobSystem;
+}
 
 const HELP = `Usage: npm run synth -- [options]
 
 Synthesizes the async job system defined in infra/app.ts into every deployment target.
 
 Options:
-  --env <name>      Only this environment (repeatable). Environments: ${ENVIRONMENTS.join(', ')}
+  --env <name>      Only this environment (repeatable). Environments: ${defaultApp.ENVIRONMENTS.join(', ')}
   --target <name>   Only this target (repeatable). Targets:
 ${TARGETS.map((t) => `                      ${t.name.padEnd(11)} ${t.description}`).join('\n')}
   --out <dir>       Output directory (default: dist)
+  --app <module>    A compiled module exporting ENVIRONMENTS and defineSystem(env), instead of infra/app.ts
   --check           Write nothing; exit 1 and list stale, missing or extra files if <out> is not what synth
                     would write (CI runs this)
   --diff            Write nothing; print what would change against <out>, per file, for pull requests
@@ -41,6 +49,7 @@ async function main(): Promise<void> {
         env: { type: 'string', multiple: true },
         target: { type: 'string', multiple: true },
         out: { type: 'string', default: 'dist' },
+        app: { type: 'string' },
         check: { type: 'boolean', default: false },
         diff: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
@@ -56,29 +65,43 @@ async function main(): Promise<void> {
     process.stdout.write(`${HELP}\n`);
     return;
   }
-  const envs = (values.env ?? [...ENVIRONMENTS]).flatMap((e) => e.split(','));
+  let app: AppModule = defaultApp;
+  if (values.app !== undefined) {
+    try {
+      app = (await import(pathToFileURL(resolvePath(values.app)).href)) as AppModule;
+    } catch (error) {
+      fail(`--app: could not load ${JSON.stringify(values.app)}: ${(error as Error).message}`, 2);
+    }
+    if (!Array.isArray(app.ENVIRONMENTS) || typeof app.defineSystem !== 'function') {
+      fail(`--app: ${JSON.stringify(values.app)} exports no ENVIRONMENTS array and defineSystem function`, 2);
+    }
+  }
+  const envs = (values.env ?? [...app.ENVIRONMENTS]).flatMap((e) => e.split(','));
   for (const env of envs) {
-    if (!(ENVIRONMENTS as readonly string[]).includes(env)) {
-      fail(`--env: got ${JSON.stringify(env)}, expected one of ${ENVIRONMENTS.join(', ')}`, 2);
+    if (!app.ENVIRONMENTS.includes(env)) {
+      fail(`--env: got ${JSON.stringify(env)}, expected one of ${app.ENVIRONMENTS.join(', ')}`, 2);
     }
   }
   const targetNames = (values.target ?? TARGETS.map((t) => t.name)).flatMap((t) => t.split(','));
   const targets: Target[] = [];
   for (const name of targetNames) {
     const target = TARGETS.find((t) => t.name === name);
-    if (!target) fail(`--target: got ${JSON.stringify(name)}, expected one of ${TARGETS.map((t) => t.name).join(', ')}`, 2);
+    if (!target)
+      fail(`--target: got ${JSON.stringify(name)}, expected one of ${TARGETS.map((t) => t.name).join(', ')}`, 2);
     targets.push(target);
   }
   if (values.check && values.diff) fail('--check and --diff: got both, expected at most one', 2);
 
   const started = process.hrtime.bigint();
   const result = await synthesize({
-    systems: envs.map((e) => defineSystem(e as EnvironmentName)),
+    systems: envs.map((e) => app.defineSystem(e)),
     targets,
     resolveOptions: { repoRoot: process.cwd() },
   });
   if (result.errors.length > 0) {
-    process.stderr.write(`synth: ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}; nothing was written\n`);
+    process.stderr.write(
+      `synth: ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}; nothing was written\n`,
+    );
     for (const e of result.errors) process.stderr.write(`  ${e}\n`);
     process.exit(1);
   }
@@ -98,21 +121,28 @@ async function main(): Promise<void> {
       return;
     }
     if (differences.length > 0) {
-      process.stderr.write(`synth --check: ${values.out}/ is not what synth writes (${differences.length} file${differences.length === 1 ? '' : 's'}):\n`);
+      process.stderr.write(
+        `synth --check: ${values.out}/ is not what synth writes (${differences.length} file${differences.length === 1 ? '' : 's'}):\n`,
+      );
       for (const d of differences) process.stderr.write(`  ${d.state.padEnd(7)} ${values.out}/${d.path}\n`);
       process.stderr.write('Run `npm run synth` and commit the result.\n');
       process.exit(1);
     }
-    if (!values.quiet) process.stdout.write(`synth --check: ${values.out}/ is up to date (${result.files.length} files)\n`);
+    if (!values.quiet)
+      process.stdout.write(`synth --check: ${values.out}/ is up to date (${result.files.length} files)\n`);
     return;
   }
   const changed: FileDifference[] = writeFiles(outDir, result.files, owned);
   if (!values.quiet) {
     for (const t of result.timings) {
-      process.stdout.write(`${t.target.padEnd(11)} ${String(t.files).padStart(3)} files  ${t.milliseconds.toFixed(1).padStart(7)} ms\n`);
+      process.stdout.write(
+        `${t.target.padEnd(11)} ${String(t.files).padStart(3)} files  ${t.milliseconds.toFixed(1).padStart(7)} ms\n`,
+      );
     }
     const total = Number(process.hrtime.bigint() - started) / 1e6;
-    process.stdout.write(`wrote ${values.out}/ (${result.files.length} files, ${changed.length} changed) for ${envs.join(', ')} in ${total.toFixed(0)} ms\n`);
+    process.stdout.write(
+      `wrote ${values.out}/ (${result.files.length} files, ${changed.length} changed) for ${envs.join(', ')} in ${total.toFixed(0)} ms\n`,
+    );
   }
 }
 

@@ -62,13 +62,28 @@ export function singleHostGaps(system: ResolvedSystem, target: 'compose' | 'swar
   const gaps: Gap[] = [];
   for (const s of system.services) {
     if (s.kind === 'broker' && s.replicas > 1) {
-      gaps.push({ target, feature: 'broker-cluster', path: s.path, detail: `runs 1 RabbitMQ node instead of a ${s.replicas}-node cluster` });
+      gaps.push({
+        target,
+        feature: 'broker-cluster',
+        path: s.path,
+        detail: `runs 1 RabbitMQ node instead of a ${s.replicas}-node cluster`,
+      });
     }
     if (s.kind === 'database' && s.replicas > 1) {
-      gaps.push({ target, feature: 'database-replica-set', path: s.path, detail: `runs 1 MongoDB member instead of a ${s.replicas}-member replica set` });
+      gaps.push({
+        target,
+        feature: 'database-replica-set',
+        path: s.path,
+        detail: `runs 1 MongoDB member instead of a ${s.replicas}-member replica set`,
+      });
     }
     if (s.autoscaling && target === 'compose') {
-      gaps.push({ target, feature: 'autoscaling', path: s.path, detail: `runs a fixed ${s.replicas} replicas instead of scaling from ${s.autoscaling.minReplicas} to ${s.autoscaling.maxReplicas}` });
+      gaps.push({
+        target,
+        feature: 'autoscaling',
+        path: s.path,
+        detail: `runs a fixed ${s.replicas} replicas instead of scaling from ${s.autoscaling.minReplicas} to ${s.autoscaling.maxReplicas}`,
+      });
     }
   }
   return gaps;
@@ -103,11 +118,21 @@ export function renderCompose(system: ResolvedSystem, context: SynthContext): { 
       secrets[secret.name] = { file: `${TO_ROOT}/${secret.source.path}` };
     } else {
       secrets[secret.name] = { external: true };
-      gaps.push({ target: 'compose', feature: 'external-secrets', path: secret.path, detail: 'cannot read platform secrets outside Swarm mode' });
+      gaps.push({
+        target: 'compose',
+        feature: 'external-secrets',
+        path: secret.path,
+        detail: 'cannot read platform secrets outside Swarm mode',
+      });
     }
   }
   if (system.ingressHost !== null) {
-    gaps.push({ target: 'compose', feature: 'ingress', path: system.path, detail: `has no ingress for ${system.ingressHost} (put a reverse proxy in front of the producer)` });
+    gaps.push({
+      target: 'compose',
+      feature: 'ingress',
+      path: system.path,
+      detail: `has no ingress for ${system.ingressHost} (put a reverse proxy in front of the producer)`,
+    });
   }
   const doc = {
     name: system.namespace,

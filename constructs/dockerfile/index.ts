@@ -7,6 +7,11 @@ export function builtServices(system: ResolvedSystem): ResolvedService[] {
   return system.services.filter((s) => s.image.kind === 'build');
 }
 
+/** JSON exec form, as Docker documents it: `["node", "main.js"]`. */
+function execForm(args: readonly string[]): string {
+  return `[${args.map((a) => JSON.stringify(a)).join(', ')}]`;
+}
+
 /** Path of a service's Dockerfile relative to the output directory. */
 export function dockerfilePath(environment: string, service: string): string {
   return `${environment}/${service}.Dockerfile`;
@@ -39,7 +44,7 @@ export function renderDockerfile(system: ResolvedSystem, service: ResolvedServic
     'WORKDIR /app',
     'COPY package.json package-lock.json ./',
     'RUN npm ci --ignore-scripts --no-audit --no-fund',
-    'COPY tsconfig.json ./',
+    'COPY tsconfig*.json ./',
     'COPY src ./src',
     'RUN npm run build',
     '',
@@ -53,8 +58,8 @@ export function renderDockerfile(system: ResolvedSystem, service: ResolvedServic
     ...(port === undefined ? [] : [`EXPOSE ${port}`]),
     // Exec form and a Node script: the slim image has no curl, and a shell would swallow signals.
     `HEALTHCHECK --interval=${hc.intervalSeconds}s --timeout=${hc.timeoutSeconds}s --start-period=${hc.startPeriodSeconds}s --retries=${hc.retries} \\`,
-    `  CMD ${JSON.stringify(hc.command)}`,
-    `CMD ["node", "${entry}"]`,
+    `  CMD ${execForm(hc.command)}`,
+    `CMD ${execForm(['node', entry])}`,
     '',
   ];
   return lines.join('\n');
@@ -69,7 +74,10 @@ export const dockerfileTarget: Target = {
   synth(system: ResolvedSystem, context: SynthContext): TargetOutput {
     const files: GeneratedFile[] = [];
     for (const service of builtServices(system)) {
-      files.push({ path: dockerfilePath(system.environment, service.name), content: renderDockerfile(system, service, context) });
+      files.push({
+        path: dockerfilePath(system.environment, service.name),
+        content: renderDockerfile(system, service, context),
+      });
       files.push({
         path: `${dockerfilePath(system.environment, service.name)}.dockerignore`,
         content: `${generatedHeader(context, system.environment)}${DOCKERIGNORE.join('\n')}\n`,

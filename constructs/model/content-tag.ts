@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
@@ -30,6 +31,27 @@ function listFiles(root: string, dir: string, ignored: Set<string>, out: string[
   }
 }
 
+/**
+ * Files git tracks or would track (not ignored) under the context, so that local scratch files do not change
+ * the tag and a clean clone computes the same one. Undefined outside a git work tree.
+ */
+function gitFiles(contextDir: string): string[] | undefined {
+  try {
+    const out = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard', '--', '.'], {
+      cwd: contextDir,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const ignored = ignoredNames(contextDir);
+    const files = out
+      .split('\0')
+      .filter((f) => f !== '' && !ignored.has(f.split('/')[0] ?? '') && existsSync(join(contextDir, f)));
+    return [...new Set(files)];
+  } catch {
+    return undefined;
+  }
+}
+
 const cache = new Map<string, string>();
 
 /**
@@ -43,8 +65,8 @@ export function contentTag(contextDir: string, salt: string): string {
   const hash = createHash('sha256');
   hash.update(salt);
   if (existsSync(contextDir)) {
-    const files: string[] = [];
-    listFiles(contextDir, contextDir, ignoredNames(contextDir), files);
+    const files = gitFiles(contextDir) ?? [];
+    if (files.length === 0) listFiles(contextDir, contextDir, ignoredNames(contextDir), files);
     files.sort();
     for (const file of files) {
       hash.update(`\0${file}\0`);

@@ -1,4 +1,4 @@
-import { Duration } from './quantity';
+import { type Duration } from './quantity';
 
 /**
  * How a target asks whether a container is healthy. Always an exec-form command so that the same check runs

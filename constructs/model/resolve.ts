@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import type { ConsumerWorkers, MongoDatabase, ProducerApi, RabbitMqBroker } from './components';
+import type { ConsumerWorkers } from './components';
 import { QueueType } from './components';
 import { contentTag } from './content-tag';
 import type { HealthCheckProps } from './health';
-import { ImageSource } from './image';
+import { type BuildImage, ImageSource, type RegistryImage } from './image';
 import { Cpu, Duration, Memory } from './quantity';
 import type {
   EnvVar,
@@ -17,7 +17,7 @@ import type {
   ResolvedVolume,
 } from './resolved';
 import { FileSecretSource, ExternalSecretSource } from './secret';
-import { SERVICE_NAMES, type JobSystem } from './system';
+import { SERVICE_NAMES, SwarmPublishMode, type JobSystem } from './system';
 import type { Workload, WorkloadProps } from './workload';
 
 /**
@@ -48,12 +48,37 @@ export const DEFAULTS = {
   storageSize: Memory.gibibytes(1),
   ephemeralStorageRequest: Memory.mebibytes(64),
   ephemeralStorageLimit: Memory.mebibytes(256),
-  health: { interval: Duration.seconds(10), timeout: Duration.seconds(5), retries: 3, startPeriod: Duration.seconds(30) },
+  health: {
+    interval: Duration.seconds(10),
+    timeout: Duration.seconds(5),
+    retries: 3,
+    startPeriod: Duration.seconds(30),
+  },
   resources: {
-    producer: { cpuRequest: Cpu.millis(100), cpuLimit: Cpu.millis(500), memoryRequest: Memory.mebibytes(128), memoryLimit: Memory.mebibytes(256) },
-    consumer: { cpuRequest: Cpu.millis(100), cpuLimit: Cpu.millis(500), memoryRequest: Memory.mebibytes(128), memoryLimit: Memory.mebibytes(256) },
-    broker: { cpuRequest: Cpu.millis(250), cpuLimit: Cpu.millis(1000), memoryRequest: Memory.mebibytes(512), memoryLimit: Memory.mebibytes(1024) },
-    database: { cpuRequest: Cpu.millis(250), cpuLimit: Cpu.millis(1000), memoryRequest: Memory.mebibytes(512), memoryLimit: Memory.mebibytes(1024) },
+    producer: {
+      cpuRequest: Cpu.millis(100),
+      cpuLimit: Cpu.millis(500),
+      memoryRequest: Memory.mebibytes(128),
+      memoryLimit: Memory.mebibytes(256),
+    },
+    consumer: {
+      cpuRequest: Cpu.millis(100),
+      cpuLimit: Cpu.millis(500),
+      memoryRequest: Memory.mebibytes(128),
+      memoryLimit: Memory.mebibytes(256),
+    },
+    broker: {
+      cpuRequest: Cpu.millis(250),
+      cpuLimit: Cpu.millis(1000),
+      memoryRequest: Memory.mebibytes(512),
+      memoryLimit: Memory.mebibytes(1024),
+    },
+    database: {
+      cpuRequest: Cpu.millis(250),
+      cpuLimit: Cpu.millis(1000),
+      memoryRequest: Memory.mebibytes(512),
+      memoryLimit: Memory.mebibytes(1024),
+    },
   },
 } as const;
 
@@ -134,9 +159,9 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
   const image = (workload: Workload, fallback: ImageSource, user: number): ResolvedImage => {
     const source = workload.props.image ?? fallback;
     if (source.kind === 'registry') {
-      return { kind: 'registry', reference: (source as import('./image').RegistryImage).reference };
+      return { kind: 'registry', reference: (source as RegistryImage).reference };
     }
-    const build = source as import('./image').BuildImage;
+    const build = source as BuildImage;
     const localName = `async-jobs/${build.service}`;
     const tag = imageTag(build.context, `${build.service}\0${nodeBaseImage}\0${user}`);
     const repository = build.repository ?? null;
@@ -211,7 +236,9 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
       env: env({ ...d.env, ...(p.env ?? {}) }),
       secrets: [...d.secrets, ...(p.secrets ?? [])]
         .map((s) => ({ secret: s.secret, fileEnv: s.fileEnv, path: `${SECRET_DIR}/${s.secret}` }))
-        .sort((a, b) => (a.secret === b.secret ? a.fileEnv.localeCompare(b.fileEnv) : a.secret.localeCompare(b.secret))),
+        .sort((a, b) =>
+          a.secret === b.secret ? a.fileEnv.localeCompare(b.fileEnv) : a.secret.localeCompare(b.secret),
+        ),
       volumeMounts: [...d.volumeMounts, ...(p.volumeMounts ?? [])],
       healthCheck: health(p.healthCheck ?? d.health, p.healthCheck ? null : d.http),
       security: {
@@ -233,7 +260,7 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
     http: { port, readinessPath: '/readyz', livenessPath: '/healthz' },
   });
 
-  const brokerService = service(system.broker as RabbitMqBroker, {
+  const brokerService = service(system.broker, {
     kind: 'broker',
     image: ImageSource.registry(DEFAULTS.brokerImage),
     user: DEFAULTS.upstreamUser,
@@ -253,14 +280,19 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
     secrets: [{ secret: broker.passwordSecret, fileEnv: 'RABBITMQ_DEFAULT_PASS_FILE' }],
     volumeMounts: [{ volume: 'rabbitmq-data', path: '/var/lib/rabbitmq' }],
     // @see https://www.rabbitmq.com/docs/monitoring#health-checks
-    health: { command: ['rabbitmq-diagnostics', '-q', 'check_port_connectivity'], startPeriod: Duration.seconds(60), interval: Duration.seconds(30), timeout: Duration.seconds(20) },
+    health: {
+      command: ['rabbitmq-diagnostics', '-q', 'check_port_connectivity'],
+      startPeriod: Duration.seconds(60),
+      interval: Duration.seconds(30),
+      timeout: Duration.seconds(20),
+    },
     http: null,
     dependsOn: [],
     stateful: true,
     drainTimeoutSeconds: 0,
   });
 
-  const databaseService = service(system.database as MongoDatabase, {
+  const databaseService = service(system.database, {
     kind: 'database',
     image: ImageSource.registry(DEFAULTS.databaseImage),
     user: DEFAULTS.upstreamUser,
@@ -270,14 +302,17 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
     // The official mongo image reads `*_FILE` variants itself.
     secrets: [{ secret: database.passwordSecret, fileEnv: 'MONGO_INITDB_ROOT_PASSWORD_FILE' }],
     volumeMounts: [{ volume: 'mongo-data', path: '/data/db' }],
-    health: { command: ['mongosh', '--quiet', '--norc', '--eval', "db.adminCommand('ping').ok"], startPeriod: Duration.seconds(40) },
+    health: {
+      command: ['mongosh', '--quiet', '--norc', '--eval', "db.adminCommand('ping').ok"],
+      startPeriod: Duration.seconds(40),
+    },
     http: null,
     dependsOn: [],
     stateful: true,
     drainTimeoutSeconds: 0,
   });
 
-  const producer = system.producer as ProducerApi;
+  const producer = system.producer;
   const producerPort = producer.props.port ?? DEFAULTS.producerPort;
   const producerService = service(producer, {
     kind: 'producer',
@@ -289,7 +324,9 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
       ...connectionEnv,
       PORT: String(producerPort),
       BODY_LIMIT_BYTES: String(producer.props.bodyLimitBytes ?? DEFAULTS.bodyLimitBytes),
-      OUTBOX_REPUBLISH_AFTER_MS: String((producer.props.outboxRepublishAfter ?? DEFAULTS.outboxRepublishAfter).seconds * 1000),
+      OUTBOX_REPUBLISH_AFTER_MS: String(
+        (producer.props.outboxRepublishAfter ?? DEFAULTS.outboxRepublishAfter).seconds * 1000,
+      ),
     },
     secrets: connectionSecrets,
     volumeMounts: [],
@@ -337,15 +374,29 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
       let resolved: ResolvedSecret['source'];
       if (source instanceof FileSecretSource) resolved = { kind: 'file', path: source.path };
       else if (source instanceof ExternalSecretSource) resolved = { kind: 'external' };
-      else resolved = { kind: 'invalid', got: typeof source === 'string' ? 'a literal string (value hidden)' : typeof source };
-      return { name: secret.node.id, path: secret.node.path, source: resolved, description: secret.props.description ?? '' };
+      else
+        resolved = {
+          kind: 'invalid',
+          got: typeof source === 'string' ? 'a literal string (value hidden)' : typeof source,
+        };
+      return {
+        name: secret.node.id,
+        path: secret.node.path,
+        source: resolved,
+        description: secret.props.description ?? '',
+      };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
 
   const volumes: ResolvedVolume[] = [
     { name: 'mongo-data', path: `${system.node.path}/volumes/mongo-data`, size: database.storage, retain: true },
     { name: 'rabbitmq-data', path: `${system.node.path}/volumes/rabbitmq-data`, size: broker.storage, retain: true },
-    ...system.volumes.map((v) => ({ name: v.node.id, path: v.node.path, size: v.props.size, retain: v.props.retain ?? true })),
+    ...system.volumes.map((v) => ({
+      name: v.node.id,
+      path: v.node.path,
+      size: v.props.size,
+      retain: v.props.retain ?? true,
+    })),
   ].sort((a, b) => a.name.localeCompare(b.name));
 
   return {
@@ -365,5 +416,6 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
     acceptedGaps: props.acceptedGaps ?? [],
     ingressHost: producer.props.ingressHost ?? null,
     nodeBaseImage,
+    swarm: { publishMode: (props.swarm?.publishMode ?? SwarmPublishMode.INGRESS).name },
   };
 }

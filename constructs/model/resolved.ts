@@ -24,6 +24,8 @@ export interface ResolvedSystem {
   readonly ingressHost: string | null;
   /** Base image reference of the services' Dockerfiles. */
   readonly nodeBaseImage: string;
+  /** Settings only the Swarm target reads. */
+  readonly swarm: { readonly publishMode: 'ingress' | 'host' };
 }
 
 export type ResolvedImage =
@@ -162,7 +164,10 @@ export interface ResolvedDatabaseSettings {
 export interface ResolvedSecret {
   readonly name: string;
   readonly path: string;
-  readonly source: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'external' } | { readonly kind: 'invalid'; readonly got: string };
+  readonly source:
+    | { readonly kind: 'file'; readonly path: string }
+    | { readonly kind: 'external' }
+    | { readonly kind: 'invalid'; readonly got: string };
   readonly description: string;
 }
 

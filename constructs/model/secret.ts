@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import type { Memory } from './quantity';
 
 /**
  * Where a secret's value lives. The model never holds a value: every target only references it, so no value can
@@ -54,7 +55,7 @@ export class Secret extends Construct {
 /** Props of {@link Volume}. */
 export interface VolumeProps {
   /** Capacity requested where the target sizes volumes (Kubernetes PVCs). */
-  readonly size: import('./quantity').Memory;
+  readonly size: Memory;
   /** Protect from deletion where the target can (Pulumi `protect`). @default true */
   readonly retain?: boolean;
 }

@@ -50,6 +50,33 @@ export interface JobSystemProps {
   readonly nodeBaseImage?: RegistryImage;
   /** Gaps accepted in this environment. @default none */
   readonly acceptedGaps?: readonly AcceptedGap[];
+  /** Settings only the Docker Swarm target reads. @default SwarmProps defaults */
+  readonly swarm?: SwarmProps;
+}
+
+/**
+ * How Docker Swarm publishes a service's ports.
+ *
+ * @see https://docs.docker.com/engine/swarm/ingress/
+ */
+export class SwarmPublishMode {
+  /**
+   * The routing mesh: every node accepts the port and forwards to a task through the service's virtual IP. Needs
+   * IPVS in every node's kernel; replicas may outnumber nodes.
+   */
+  public static readonly INGRESS = new SwarmPublishMode('ingress');
+  /**
+   * Each task binds the port on its own node (no virtual IP, no IPVS): at most one task per node, and a load
+   * balancer in front of the nodes spreads the traffic.
+   */
+  public static readonly HOST = new SwarmPublishMode('host');
+  private constructor(public readonly name: 'ingress' | 'host') {}
+}
+
+/** Props of the Swarm-only settings of {@link JobSystemProps}. */
+export interface SwarmProps {
+  /** @default SwarmPublishMode.INGRESS */
+  readonly publishMode?: SwarmPublishMode;
 }
 
 /** Construct ids of the built-in services; they are also their names in every target. */

@@ -42,11 +42,22 @@ class Collector {
 
 function checkName(c: Collector, path: string, field: string, name: string): void {
   if (name.length > 63 || !DNS_1123_LABEL.test(name)) {
-    c.add(path, field, `got ${JSON.stringify(name)}, expected a DNS-1123 label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)`);
+    c.add(
+      path,
+      field,
+      `got ${JSON.stringify(name)}, expected a DNS-1123 label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)`,
+    );
   }
 }
 
-function checkInteger(c: Collector, path: string, field: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
+function checkInteger(
+  c: Collector,
+  path: string,
+  field: string,
+  value: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): void {
   if (!Number.isInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
     c.add(path, field, `got ${String(value)}, expected an integer ${range}`);
@@ -66,7 +77,11 @@ function checkQuantityPair(
   if (requestProblem) c.add(path, `resources.${name}Request`, requestProblem);
   if (limitProblem) c.add(path, `resources.${name}Limit`, limitProblem);
   if (!requestProblem && !limitProblem && size(request) > size(limit)) {
-    c.add(path, `resources.${name}Request`, `got ${request.toString()}, expected at most the limit ${limit.toString()}`);
+    c.add(
+      path,
+      `resources.${name}Request`,
+      `got ${request.toString()}, expected at most the limit ${limit.toString()}`,
+    );
   }
 }
 
@@ -89,7 +104,11 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
     checkInteger(c, p, 'autoscaling.minReplicas', s.autoscaling.minReplicas, 1);
     checkInteger(c, p, 'autoscaling.maxReplicas', s.autoscaling.maxReplicas, 1);
     if (s.autoscaling.maxReplicas < s.autoscaling.minReplicas) {
-      c.add(p, 'autoscaling.maxReplicas', `got ${s.autoscaling.maxReplicas}, expected at least minReplicas (${s.autoscaling.minReplicas})`);
+      c.add(
+        p,
+        'autoscaling.maxReplicas',
+        `got ${s.autoscaling.maxReplicas}, expected at least minReplicas (${s.autoscaling.minReplicas})`,
+      );
     }
     checkInteger(c, p, 'autoscaling.cpuUtilizationPercent', s.autoscaling.cpuUtilizationPercent, 1, 100);
     if (s.autoscaling.queueLengthPerReplica !== null) {
@@ -100,7 +119,14 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
   const r = s.resources;
   checkQuantityPair(c, p, 'cpu', r.cpuRequest, r.cpuLimit, (q) => (q as Cpu).millicores);
   checkQuantityPair(c, p, 'memory', r.memoryRequest, r.memoryLimit, (q) => (q as Memory).mebibytes);
-  checkQuantityPair(c, p, 'ephemeralStorage', r.ephemeralStorageRequest, r.ephemeralStorageLimit, (q) => (q as Memory).mebibytes);
+  checkQuantityPair(
+    c,
+    p,
+    'ephemeralStorage',
+    r.ephemeralStorageRequest,
+    r.ephemeralStorageLimit,
+    (q) => (q as Memory).mebibytes,
+  );
 
   if (s.image.kind === 'registry') {
     const parsed = parseImageReference(s.image.reference);
@@ -122,38 +148,70 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
     checkInteger(c, p, `publishedPorts[${i}].hostPort`, port.hostPort, 1, 65535);
     checkInteger(c, p, `publishedPorts[${i}].containerPort`, port.containerPort, 1, 65535);
     if (Number.isInteger(port.containerPort) && !containerPorts.has(port.containerPort)) {
-      c.add(p, `publishedPorts[${i}].containerPort`, `got ${port.containerPort}, expected one of the service's ports (${[...containerPorts].join(', ')})`);
+      c.add(
+        p,
+        `publishedPorts[${i}].containerPort`,
+        `got ${port.containerPort}, expected one of the service's ports (${[...containerPorts].join(', ')})`,
+      );
     }
     if (!IPV4.test(port.hostIp)) {
-      c.add(p, `publishedPorts[${i}].hostIp`, `got ${JSON.stringify(port.hostIp)}, expected an IPv4 address such as "127.0.0.1"`);
+      c.add(
+        p,
+        `publishedPorts[${i}].hostIp`,
+        `got ${JSON.stringify(port.hostIp)}, expected an IPv4 address such as "127.0.0.1"`,
+      );
     }
   });
 
   for (const e of s.env) {
     if (!ENV_NAME.test(e.name)) {
-      c.add(p, `env.${e.name}`, `got the name ${JSON.stringify(e.name)}, expected letters, digits and "_", not starting with a digit`);
+      c.add(
+        p,
+        `env.${e.name}`,
+        `got the name ${JSON.stringify(e.name)}, expected letters, digits and "_", not starting with a digit`,
+      );
     }
     if (SECRET_LIKE_NAME.test(e.name) && e.value !== '') {
-      c.add(p, `env.${e.name}`, 'got a literal value (hidden), expected a secret: declare it in `secrets` and use it via `secrets: [{ secret, fileEnv }]`');
+      c.add(
+        p,
+        `env.${e.name}`,
+        'got a literal value (hidden), expected a secret: declare it in `secrets` and use it via `secrets: [{ secret, fileEnv }]`',
+      );
     }
     if (/^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]*@/i.test(e.value)) {
-      c.add(p, `env.${e.name}`, 'got a URL with a password in it (hidden), expected the URL without the password and the password in a secret');
+      c.add(
+        p,
+        `env.${e.name}`,
+        'got a URL with a password in it (hidden), expected the URL without the password and the password in a secret',
+      );
     }
   }
 
   const declaredSecrets = new Set(system.secrets.map((x) => x.name));
   for (const use of s.secrets) {
     if (!declaredSecrets.has(use.secret)) {
-      c.add(p, `secrets.${use.secret}`, `got a reference to ${JSON.stringify(use.secret)}, expected one of the declared secrets (${[...declaredSecrets].sort().join(', ') || 'none declared'})`);
+      c.add(
+        p,
+        `secrets.${use.secret}`,
+        `got a reference to ${JSON.stringify(use.secret)}, expected one of the declared secrets (${[...declaredSecrets].sort().join(', ') || 'none declared'})`,
+      );
     }
     if (!ENV_NAME.test(use.fileEnv) || !use.fileEnv.endsWith('_FILE')) {
-      c.add(p, `secrets.${use.secret}.fileEnv`, `got ${JSON.stringify(use.fileEnv)}, expected a variable name ending in "_FILE"`);
+      c.add(
+        p,
+        `secrets.${use.secret}.fileEnv`,
+        `got ${JSON.stringify(use.fileEnv)}, expected a variable name ending in "_FILE"`,
+      );
     }
   }
   const declaredVolumes = new Set(system.volumes.map((v) => v.name));
   for (const mount of s.volumeMounts) {
     if (!declaredVolumes.has(mount.volume)) {
-      c.add(p, `volumeMounts.${mount.volume}`, `got a reference to ${JSON.stringify(mount.volume)}, expected one of the declared volumes (${[...declaredVolumes].sort().join(', ')})`);
+      c.add(
+        p,
+        `volumeMounts.${mount.volume}`,
+        `got a reference to ${JSON.stringify(mount.volume)}, expected one of the declared volumes (${[...declaredVolumes].sort().join(', ')})`,
+      );
     }
     if (!mount.path.startsWith('/')) {
       c.add(p, `volumeMounts.${mount.volume}.path`, `got ${JSON.stringify(mount.path)}, expected an absolute path`);
@@ -161,12 +219,21 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
   }
 
   const hc = s.healthCheck;
-  if (hc.command.length === 0) c.add(p, 'healthCheck.command', 'got an empty command, expected an exec-form command such as ["node", "dist/healthcheck.js"]');
+  if (hc.command.length === 0)
+    c.add(
+      p,
+      'healthCheck.command',
+      'got an empty command, expected an exec-form command such as ["node", "dist/healthcheck.js"]',
+    );
   checkInteger(c, p, 'healthCheck.retries', hc.retries, 1);
   checkInteger(c, p, 'healthCheck.intervalSeconds', hc.intervalSeconds, 1);
   checkInteger(c, p, 'healthCheck.timeoutSeconds', hc.timeoutSeconds, 1);
   if (hc.timeoutSeconds > hc.intervalSeconds) {
-    c.add(p, 'healthCheck.timeout', `got ${hc.timeoutSeconds}s, expected at most the interval (${hc.intervalSeconds}s)`);
+    c.add(
+      p,
+      'healthCheck.timeout',
+      `got ${hc.timeoutSeconds}s, expected at most the interval (${hc.intervalSeconds}s)`,
+    );
   }
 
   checkInteger(c, p, 'user', s.security.user, 1);
@@ -174,7 +241,11 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
   if (s.security.readOnlyRootFilesystem) {
     const writableTmp = s.security.tmpfs.includes('/tmp') || s.volumeMounts.some((m) => m.path === '/tmp');
     if (!writableTmp) {
-      c.add(p, 'tmpfs', `got ${JSON.stringify(s.security.tmpfs)}, expected "/tmp" to be writable (a tmpfs or volume) because readOnlyRootFilesystem is true`);
+      c.add(
+        p,
+        'tmpfs',
+        `got ${JSON.stringify(s.security.tmpfs)}, expected "/tmp" to be writable (a tmpfs or volume) because readOnlyRootFilesystem is true`,
+      );
     }
   }
   checkInteger(c, p, 'terminationGracePeriod', s.terminationGracePeriodSeconds, 0);
@@ -187,10 +258,18 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
     checkInteger(c, p, 'concurrency', concurrency, 1);
     checkInteger(c, p, 'maxAttempts', maxAttempts, 1);
     if (Number.isInteger(prefetch) && Number.isInteger(concurrency) && prefetch < concurrency) {
-      c.add(p, 'prefetch', `got ${prefetch}, expected at least the worker concurrency (${concurrency}) so every worker slot can hold a delivery`);
+      c.add(
+        p,
+        'prefetch',
+        `got ${prefetch}, expected at least the worker concurrency (${concurrency}) so every worker slot can hold a delivery`,
+      );
     }
     if (s.terminationGracePeriodSeconds < s.drainTimeoutSeconds + 5) {
-      c.add(p, 'terminationGracePeriod', `got ${s.terminationGracePeriodSeconds}s, expected at least drainTimeout + 5s (${s.drainTimeoutSeconds + 5}s) so in-flight jobs finish and connections close before SIGKILL`);
+      c.add(
+        p,
+        'terminationGracePeriod',
+        `got ${s.terminationGracePeriodSeconds}s, expected at least drainTimeout + 5s (${s.drainTimeoutSeconds + 5}s) so in-flight jobs finish and connections close before SIGKILL`,
+      );
     }
   }
 }
@@ -208,7 +287,11 @@ export function validate(system: ResolvedSystem): ModelError[] {
       const key = `${port.hostIp}:${port.hostPort}`;
       const owner = published.get(key);
       if (owner !== undefined) {
-        c.add(s.path, `publishedPorts[${i}].hostPort`, `got ${key}, expected a host port not already published by ${owner}`);
+        c.add(
+          s.path,
+          `publishedPorts[${i}].hostPort`,
+          `got ${key}, expected a host port not already published by ${owner}`,
+        );
       } else {
         published.set(key, s.path);
       }
@@ -218,7 +301,11 @@ export function validate(system: ResolvedSystem): ModelError[] {
   for (const secret of system.secrets) {
     checkName(c, secret.path, 'name', secret.name);
     if (secret.source.kind === 'invalid') {
-      c.add(secret.path, 'source', `got ${secret.source.got}, expected SecretSource.file(path) or SecretSource.external() (secret values never go into the model)`);
+      c.add(
+        secret.path,
+        'source',
+        `got ${secret.source.got}, expected SecretSource.file(path) or SecretSource.external() (secret values never go into the model)`,
+      );
     }
   }
   for (const volume of system.volumes) {
@@ -230,15 +317,24 @@ export function validate(system: ResolvedSystem): ModelError[] {
   const broker = system.services.find((s) => s.kind === 'broker');
   if (broker && broker.replicas > 1) {
     if (!system.secrets.some((s) => s.name === system.broker.erlangCookieSecret)) {
-      c.add(brokerPath, 'erlangCookieSecret', `got a reference to ${JSON.stringify(system.broker.erlangCookieSecret)}, expected a declared secret because a ${broker.replicas}-node cluster shares an Erlang cookie`);
+      c.add(
+        brokerPath,
+        'erlangCookieSecret',
+        `got a reference to ${JSON.stringify(system.broker.erlangCookieSecret)}, expected a declared secret because a ${broker.replicas}-node cluster shares an Erlang cookie`,
+      );
     }
     if (system.broker.queueType !== 'quorum') {
-      c.add(brokerPath, 'queueType', `got "${system.broker.queueType}", expected "quorum" for a ${broker.replicas}-node cluster so queues survive the loss of a node`);
+      c.add(
+        brokerPath,
+        'queueType',
+        `got "${system.broker.queueType}", expected "quorum" for a ${broker.replicas}-node cluster so queues survive the loss of a node`,
+      );
     }
   }
   const gapKeys = new Set<string>();
   system.acceptedGaps.forEach((gap, i) => {
-    if (gap.reason.trim() === '') c.add(system.path, `acceptedGaps[${i}].reason`, 'got an empty reason, expected why the gap is acceptable');
+    if (gap.reason.trim() === '')
+      c.add(system.path, `acceptedGaps[${i}].reason`, 'got an empty reason, expected why the gap is acceptable');
     const key = `${gap.target}/${gap.feature}`;
     if (gapKeys.has(key)) c.add(system.path, `acceptedGaps[${i}]`, `got ${key} twice, expected each gap once`);
     gapKeys.add(key);

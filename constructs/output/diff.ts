@@ -19,12 +19,12 @@ export function lineDiff(before: string, after: string): string[] {
     if (i < n && j < m && a[i] === b[j]) {
       i++;
       j++;
-    } else if (j < m && (i === n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) {
-      out.push(`+ ${b[j]}`);
-      j++;
-    } else {
+    } else if (i < n && (j === m || lcs[i + 1]![j]! >= lcs[i]![j + 1]!)) {
       out.push(`- ${a[i]}`);
       i++;
+    } else {
+      out.push(`+ ${b[j]}`);
+      j++;
     }
   }
   return out;
@@ -35,7 +35,9 @@ export function renderDiff(differences: readonly FileDifference[]): string {
   const parts: string[] = [];
   for (const d of differences) {
     const verb = d.state === 'missing' ? 'added' : d.state === 'extra' ? 'removed' : 'changed';
-    parts.push(`### ${d.path} (${verb})\n\n\`\`\`diff\n${lineDiff(d.actual ?? '', d.expected ?? '').join('\n')}\n\`\`\`\n`);
+    parts.push(
+      `### ${d.path} (${verb})\n\n\`\`\`diff\n${lineDiff(d.actual ?? '', d.expected ?? '').join('\n')}\n\`\`\`\n`,
+    );
   }
   return parts.join('\n');
 }

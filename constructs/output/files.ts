@@ -33,7 +33,11 @@ function listTree(root: string): string[] {
  * Compares `files` with the directory. `owned` decides which files on disk synth is responsible for, so that a
  * partial synth (one environment or target) does not report the rest as extra.
  */
-export function compareFiles(outDir: string, files: readonly GeneratedFile[], owned: (path: string) => boolean): FileDifference[] {
+export function compareFiles(
+  outDir: string,
+  files: readonly GeneratedFile[],
+  owned: (path: string) => boolean,
+): FileDifference[] {
   const expected = new Map(files.map((f) => [f.path, f.content]));
   const differences: FileDifference[] = [];
   for (const [path, content] of [...expected].sort(([a], [b]) => a.localeCompare(b))) {
@@ -54,7 +58,11 @@ export function compareFiles(outDir: string, files: readonly GeneratedFile[], ow
 }
 
 /** Writes the files that changed and removes owned files synth no longer produces. Returns what it changed. */
-export function writeFiles(outDir: string, files: readonly GeneratedFile[], owned: (path: string) => boolean): FileDifference[] {
+export function writeFiles(
+  outDir: string,
+  files: readonly GeneratedFile[],
+  owned: (path: string) => boolean,
+): FileDifference[] {
   const differences = compareFiles(outDir, files, owned);
   for (const d of differences) {
     const full = join(outDir, d.path);

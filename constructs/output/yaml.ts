@@ -13,7 +13,8 @@ export function prune(value: unknown): unknown {
       const pruned = prune(v);
       if (pruned === undefined) continue;
       if (Array.isArray(pruned) && pruned.length === 0) continue;
-      if (pruned !== null && typeof pruned === 'object' && !Array.isArray(pruned) && Object.keys(pruned).length === 0) continue;
+      if (pruned !== null && typeof pruned === 'object' && !Array.isArray(pruned) && Object.keys(pruned).length === 0)
+        continue;
       out[k] = pruned;
     }
     return out;
@@ -29,7 +30,12 @@ export interface YamlOptions {
 const K8S_FIRST = ['apiVersion', 'kind', 'metadata', 'spec'];
 
 /** The one YAML serializer: stable key order, no line folding, the generated-file header on top. */
-export function renderYaml(docs: readonly unknown[], context: SynthContext, environment: string, options: YamlOptions = {}): string {
+export function renderYaml(
+  docs: readonly unknown[],
+  context: SynthContext,
+  environment: string,
+  options: YamlOptions = {},
+): string {
   const sortKeys = options.sortKeys ?? true;
   const body = docs
     .map((doc) => {

@@ -12,7 +12,7 @@ FROM node:24.11.1-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig*.json ./
 COPY src ./src
 RUN npm run build
 
@@ -25,5 +25,5 @@ COPY --chown=0:0 package.json ./
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node","dist/healthcheck.js"]
+  CMD ["node", "dist/healthcheck.js"]
 CMD ["node", "dist/producer/main.js"]

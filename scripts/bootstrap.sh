@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks, idempotently. Parts: node deps servers browser validators (default: node deps).
+#   node        Node 24 under .tools/ (the system Node may be older) from the npm registry's `node` package
+#   deps        npm ci for the root and services/ when package-lock.json changed
+#   servers     RabbitMQ (Debian's rabbitmq-server) and FerretDB (built from the Go module proxy) for integration tests
+#   browser     Debian's chromium for the browser test
+#   validators  docker-compose, yamllint, shellcheck (Debian) for the output checks
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tools="$root/.tools"
+NODE_MAJOR=24
+FERRETDB_VERSION=v1.24.2
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]} (run as root or install them: apt-get install ${missing[*]})"
+    return 1
+  fi
+  if [ $apt_updated -eq 0 ]; then
+    log "apt-get update"
+    apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+part_node() {
+  local node="$tools/node_modules/.bin/node"
+  if [ -x "$node" ] && [ "$("$node" -p 'process.versions.node.split(".")[0]')" = "$NODE_MAJOR" ]; then return 0; fi
+  log "installing Node $NODE_MAJOR into .tools/"
+  mkdir -p "$tools"
+  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "node@$NODE_MAJOR" >/dev/null
+  "$node" --version >/dev/null
+}
+
+# npm ci only when the lockfile differs from the one the installed tree came from.
+ci_if_needed() {
+  local dir=$1
+  local stamp="$dir/node_modules/.package-lock.json"
+  if [ -f "$stamp" ] && [ "$dir/node_modules/.bootstrap-stamp" -nt "$dir/package-lock.json" ]; then return 0; fi
+  log "npm ci in ${dir#"$root"/}"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch "$dir/node_modules/.bootstrap-stamp"
+}
+
+part_deps() {
+  export PATH="$tools/node_modules/.bin:$PATH"
+  ci_if_needed "$root"
+  ci_if_needed "$root/services"
+}
+
+part_servers() {
+  apt_install rabbitmq-server
+  # The package starts a system-wide node; tests run their own isolated nodes, so stop it to free the ports.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet rabbitmq-server 2>/dev/null; then
+    systemctl stop rabbitmq-server || true
+  fi
+  local ferret="$tools/bin/ferretdb"
+  if [ ! -x "$ferret" ]; then
+    command -v go >/dev/null || apt_install golang-go
+    log "building FerretDB $FERRETDB_VERSION (a few minutes on first run)"
+    local work
+    work=$(mktemp -d)
+    # `go install …@version` fails here on the proxy's deprecation lookup; a throwaway module works.
+    (cd "$work" && go mod init ferretdb-build >/dev/null 2>&1 &&
+      go get "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" >/dev/null 2>&1 &&
+      mkdir -p "$tools/bin" && go build -o "$ferret" github.com/FerretDB/FerretDB/cmd/ferretdb)
+    rm -rf "$work"
+  fi
+}
+
+part_browser() {
+  apt_install chromium
+}
+
+part_validators() {
+  apt_install docker-compose yamllint shellcheck
+}
+
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(node deps)
+for part in "${parts[@]}"; do
+  case "$part" in
+    node | deps | servers | browser | validators) "part_$part" ;;
+    all) part_node; part_deps; part_servers; part_browser; part_validators ;;
+    *) log "unknown part '$part'; expected node, deps, servers, browser, validators or all"; exit 2 ;;
+  esac
+done

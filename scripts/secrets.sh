@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Creates random secret files for an environment under .secrets/<env>/ (gitignored), where the Compose and
+# Swarm files read them. Existing files are kept. Usage: npm run secrets -- dev
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+env=${1:-dev}
+case "$env" in *[!a-z0-9-]* | "") echo "secrets: got environment '$env', expected a name such as dev or prod" >&2; exit 2 ;; esac
+dir="$root/.secrets/$env"
+mkdir -p "$dir"
+chmod 700 "$dir"
+for name in mongo-password rabbitmq-password rabbitmq-erlang-cookie; do
+  if [ ! -s "$dir/$name" ]; then
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$dir/$name")
+    echo "created .secrets/$env/$name"
+  fi
+done

@@ -1,0 +1,79 @@
+import { loadConfigOrExit } from '../shared/process';
+import { redactUrl } from '../shared/config';
+import { createLogger } from '../shared/logger';
+import { connectMongo } from '../shared/mongo';
+import { HandlerRegistry } from '../shared/registry';
+import { MongoJobStore } from '../shared/store';
+import { buildApp } from './app';
+import { loadProducerConfig } from './config';
+import { ProducerMetrics } from './metrics';
+import { AmqpPublisher } from './publisher';
+import { OutboxSweeper } from './sweeper';
+
+async function main(): Promise<void> {
+  const config = loadConfigOrExit(() => loadProducerConfig(process.env));
+  const logger = createLogger('producer', config.logLevel);
+  logger.info({ broker: redactUrl(config.amqpUrl), mongo: redactUrl(config.mongoUrl), port: config.port, queuePrefix: config.queuePrefix }, 'starting');
+
+  let shuttingDown = false;
+  const startup = new AbortController();
+  const publisher = new AmqpPublisher({ url: config.amqpUrl, queuePrefix: config.queuePrefix, queueType: config.queueType, logger });
+  publisher.start();
+
+  let shutdown: (signal: string) => void = (signal) => {
+    logger.info({ signal }, 'shutdown before start completed');
+    startup.abort();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  let mongo;
+  try {
+    mongo = await connectMongo(config.mongoUrl, config.mongoDatabase, logger, 'async-jobs-producer', startup.signal);
+  } catch (err) {
+    logger.info({ err: (err as Error).message }, 'aborted while connecting to MongoDB');
+    await publisher.close();
+    return;
+  }
+  const store = new MongoJobStore(mongo.db);
+  const registry = HandlerRegistry.create({ enableTestHandlers: config.enableTestHandlers });
+  const metrics = new ProducerMetrics(store, { defaultMetrics: true });
+  const app = buildApp({ store, publisher, registry, logger, bodyLimitBytes: config.bodyLimitBytes, metrics, isShuttingDown: () => shuttingDown });
+  const sweeper = new OutboxSweeper({
+    store,
+    publisher,
+    logger,
+    republishAfterMs: config.outboxRepublishAfterMs,
+    intervalMs: config.outboxSweepIntervalMs,
+  });
+
+  shutdown = (signal) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down: readiness fails, then drain');
+    void (async () => {
+      try {
+        // /readyz already answers 503; app.close() stops accepting connections, answers 503 on kept-alive
+        // ones and waits for in-flight requests. (Kubernetes adds its own delay via a preStop hook.)
+        await app.close();
+        await sweeper.stop();
+        await publisher.close();
+        await mongo.client.close();
+        logger.info('stopped');
+        process.exit(0);
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'error during shutdown');
+        process.exit(1);
+      }
+    })();
+  };
+
+  await app.listen({ host: config.host, port: config.port });
+  sweeper.start();
+  logger.info({ host: config.host, port: config.port }, 'producer listening');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,248 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import * as amqp from 'amqplib';
+import type { FastifyInstance } from 'fastify';
+import { MongoClient, type Db } from 'mongodb';
+import pino from 'pino';
+import { buildApp } from '../../src/producer/app';
+import { AmqpPublisher } from '../../src/producer/publisher';
+import { jobsCollection, ensureIndexes, type JobDocument } from '../../src/shared/jobs';
+import { HandlerRegistry } from '../../src/shared/registry';
+import { MongoJobStore } from '../../src/shared/store';
+import { topologyNames } from '../../src/shared/topology';
+import { freePort } from './servers';
+
+export const SERVICES_ROOT = resolve(__dirname, '..', '..');
+
+export interface IntegrationEnv {
+  readonly amqpUrl: string;
+  /** mongodb://host:port without a database; each suite adds its own. */
+  readonly mongoBaseUrl: string;
+  readonly external: boolean;
+}
+
+export function integrationEnv(): IntegrationEnv | undefined {
+  const amqpUrl = process.env.AJ_TEST_AMQP_URL;
+  const mongoBaseUrl = process.env.AJ_TEST_MONGO_URL;
+  if (amqpUrl === undefined || mongoBaseUrl === undefined) return undefined;
+  return { amqpUrl, mongoBaseUrl, external: process.env.AJ_TEST_EXTERNAL === 'true' };
+}
+
+/** `describe` when servers are available, else a skipped describe (globalSetup already printed why). */
+export const describeIntegration: jest.Describe = integrationEnv() !== undefined ? describe : describe.skip;
+
+export function uniqueName(label: string): string {
+  return `t${label}${randomBytes(4).toString('hex')}`;
+}
+
+export interface ServiceProcess {
+  readonly child: ChildProcess;
+  readonly lines: string[];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitForLine(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+/** Runs `node dist/<service>/main.js` as a real child process with the given environment. */
+export function spawnService(service: 'producer' | 'consumer', env: Record<string, string>): ServiceProcess {
+  const child = spawn(process.execPath, [join(SERVICES_ROOT, 'dist', service, 'main.js')], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const onData = (chunk: Buffer): void => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line.trim() === '') continue;
+      lines.push(line);
+      if (process.env.AJ_TEST_VERBOSE === 'true') process.stdout.write(`[${service} ${child.pid}] ${line}\n`);
+      let parsed: Record<string, unknown>;
+      try {
+        parsed = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        parsed = { raw: line };
+      }
+      for (const w of [...waiters]) {
+        if (w.pred(parsed)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(parsed);
+        }
+      }
+    }
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+  return {
+    child,
+    lines,
+    exited,
+    waitForLine(pred, timeoutMs = 30_000) {
+      for (const line of lines) {
+        try {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          if (pred(parsed)) return Promise.resolve(parsed);
+        } catch {
+          // not JSON
+        }
+      }
+      return new Promise((resolveLine, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no matching ${service} log line within ${timeoutMs} ms; last lines:\n${lines.slice(-20).join('\n')}`)), timeoutMs);
+        waiters.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(timer);
+            resolveLine(l);
+          },
+        });
+      });
+    },
+    kill(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+  };
+}
+
+export interface TestContext {
+  readonly prefix: string;
+  readonly dbName: string;
+  readonly mongoUrl: string;
+  readonly amqpUrl: string;
+  readonly db: Db;
+  readonly app: FastifyInstance;
+  readonly publisher: AmqpPublisher;
+  /** Environment for `node dist/consumer/main.js` pointing at this suite's database and queues. */
+  consumerEnv(extra?: Record<string, string>): Record<string, string>;
+  startConsumer(extra?: Record<string, string>): Promise<ServiceProcess>;
+  submit(type: string, input: Record<string, unknown>, key?: string): Promise<{ statusCode: number; body: Record<string, unknown> }>;
+  job(id: string): Promise<JobDocument | null>;
+  waitForJobs(ids: readonly string[], statuses: readonly string[], timeoutMs: number): Promise<JobDocument[]>;
+  queueDepth(queue: string): Promise<number>;
+  names: ReturnType<typeof topologyNames>;
+  close(): Promise<void>;
+}
+
+const FAST_CONSUMER_ENV: Record<string, string> = {
+  LOG_LEVEL: 'info',
+  ENABLE_TEST_HANDLERS: 'true',
+  MAX_ATTEMPTS: '3',
+  RETRY_BASE_DELAY_MS: '100',
+  RETRY_MAX_DELAY_MS: '400',
+  LEASE_SECONDS: '3',
+  DRAIN_TIMEOUT_SECONDS: '10',
+  PREFETCH: '10',
+};
+
+export async function createContext(label: string, env: IntegrationEnv, overrides: { amqpUrl?: string } = {}): Promise<TestContext> {
+  const prefix = uniqueName(label);
+  const dbName = prefix;
+  const amqpUrl = overrides.amqpUrl ?? env.amqpUrl;
+  const mongoUrl = `${env.mongoBaseUrl}/${dbName}`;
+  const client = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 5000 });
+  await client.connect();
+  const db = client.db(dbName);
+  await ensureIndexes(db);
+  const logger = pino({ level: process.env.AJ_TEST_VERBOSE === 'true' ? 'info' : 'silent' });
+  const publisher = new AmqpPublisher({ url: amqpUrl, queuePrefix: prefix, queueType: 'classic', logger });
+  publisher.start();
+  if (!(await publisher.connection.waitForConnection(30_000))) throw new Error('publisher did not connect');
+  while (!publisher.isReady()) await new Promise((r) => setTimeout(r, 20));
+  const store = new MongoJobStore(db);
+  const app = buildApp({ store, publisher, registry: HandlerRegistry.create({ enableTestHandlers: true }), logger, bodyLimitBytes: 65_536 });
+  const inspector = await amqp.connect(amqpUrl);
+  const children: ServiceProcess[] = [];
+  const names = topologyNames(prefix);
+
+  const consumerEnv = (extra: Record<string, string> = {}): Record<string, string> => ({
+    ...FAST_CONSUMER_ENV,
+    AMQP_URL: amqpUrl,
+    MONGO_URL: mongoUrl,
+    QUEUE_PREFIX: prefix,
+    ...extra,
+  });
+
+  const ctx: TestContext = {
+    prefix,
+    dbName,
+    mongoUrl,
+    amqpUrl,
+    db,
+    app,
+    publisher,
+    names,
+    consumerEnv,
+    async startConsumer(extra = {}) {
+      const proc = spawnService('consumer', consumerEnv({ PORT: String(await freePort()), ...extra }));
+      children.push(proc);
+      await proc.waitForLine((l) => l.msg === 'consuming', 40_000);
+      return proc;
+    },
+    async submit(type, input, key = uniqueName('key')) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        payload: { type, input },
+      });
+      return { statusCode: res.statusCode, body: res.json<Record<string, unknown>>() };
+    },
+    job: (id) => jobsCollection(db).findOne({ _id: id }),
+    async waitForJobs(ids, statuses, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const docs = await jobsCollection(db).find({ _id: { $in: [...ids] } }).toArray();
+        if (docs.length === ids.length && docs.every((d) => statuses.includes(d.status))) return docs;
+        if (Date.now() > deadline) {
+          const summary = docs.reduce<Record<string, number>>((acc, d) => ({ ...acc, [d.status]: (acc[d.status] ?? 0) + 1 }), {});
+          throw new Error(`jobs not ${statuses.join('/')} within ${timeoutMs} ms: ${JSON.stringify(summary)} of ${ids.length}`);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    },
+    async queueDepth(queue) {
+      const ch = await inspector.createChannel();
+      try {
+        return (await ch.checkQueue(queue)).messageCount;
+      } finally {
+        await ch.close().catch(() => undefined);
+      }
+    },
+    async close() {
+      for (const c of children) c.kill('SIGKILL');
+      await Promise.all(children.map((c) => c.exited));
+      await app.close();
+      await publisher.close();
+      const ch = await inspector.createChannel().catch(() => undefined);
+      if (ch !== undefined) {
+        // Leave the shared broker clean for the next suite.
+        for (let tier = 0; tier < 20; tier++) await ch.deleteQueue(names.retryQueue(tier)).catch(() => undefined);
+        await ch.deleteQueue(names.workQueue).catch(() => undefined);
+        await ch.deleteQueue(names.deadQueue).catch(() => undefined);
+        await ch.deleteExchange(names.exchange).catch(() => undefined);
+        await ch.close().catch(() => undefined);
+      }
+      await inspector.close().catch(() => undefined);
+      await db.dropDatabase().catch(() => undefined);
+      await client.close();
+    },
+  };
+  return ctx;
+}
+
+/** Counts for a fault scenario: submitted, completed, duplicated (a finished job whose handler ran > 1 time), lost. */
+export interface FaultReport {
+  readonly scenario: string;
+  readonly submitted: number;
+  readonly completed: number;
+  readonly duplicated: number;
+  readonly lost: number;
+}
+
+export function faultReport(scenario: string, submitted: number, docs: readonly JobDocument[]): FaultReport {
+  const completed = docs.filter((d) => d.status === 'succeeded').length;
+  const duplicated = docs.filter((d) => d.runs > 1).length;
+  const report = { scenario, submitted, completed, duplicated, lost: submitted - completed };
+  console.log(`FAULT REPORT ${JSON.stringify(report)}`);
+  return report;
+}
