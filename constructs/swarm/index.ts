@@ -15,7 +15,7 @@ import type { Gap, GeneratedFile, SynthContext, Target, TargetOutput } from '../
  * @see https://docs.docker.com/engine/swarm/stack-deploy/
  */
 
-/** The v3 schema version written; 3.8 added `max_replicas_per_node`, 3.9 is the last numbered one. */
+/** The v3 schema version written: 3.8 added `max_replicas_per_node`; 3.9 is read by Docker Engine 19.03 and later. */
 export const STACK_FILE_VERSION = '3.9';
 
 /** Path of an environment's stack file relative to the output directory. */
@@ -65,7 +65,8 @@ export function placementConstraint(service: string): string {
  * version computed on the deploying machine from the file's content. It is a variable rather than a hash written
  * at synth time because the file exists only where one deploys (never in CI or in git), the output must not
  * depend on it, and no value derived from a secret may land in the repository. `:?` makes the deploy fail with a
- * pointer to the README when the variable is unset, instead of silently creating `…-`.
+ * pointer to the README when the variable is unset, instead of silently creating `…-`. The message has no `:` or
+ * `-`: docker's interpolation misreads `${VAR:?see README: npm run images -- …}` as another expression.
  *
  * @see https://docs.docker.com/engine/swarm/secrets/#example-rotate-a-secret
  * @see https://docs.docker.com/compose/how-tos/environment-variables/variable-interpolation/
@@ -76,7 +77,7 @@ export function secretName(system: ResolvedSystem, secret: string): string {
 
 /**
  * Whether the service's published ports go through the routing mesh. A mesh port needs the service's virtual IP;
- * everything else resolves `tasks` by DNS round robin, so no IPVS is needed for service-to-service traffic.
+ * everything else resolves to its task IPs by DNS round robin, so service-to-service traffic needs no IPVS.
  *
  * @see https://docs.docker.com/engine/swarm/ingress/#configure-an-external-load-balancer
  */

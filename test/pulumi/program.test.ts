@@ -2,10 +2,16 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
-import { checkSystem, environmentForStack, secretConfigKey, unacceptedGapMessage, unacceptedGaps } from '../../constructs/pulumi';
+import {
+  checkSystem,
+  environmentForStack,
+  secretConfigKey,
+  unacceptedGapMessage,
+  unacceptedGaps,
+} from '../../constructs/pulumi';
 import { REPO_ROOT } from '../helpers';
 import { PROJECT, Recorder, resolvedSystem, settle, TYPES, useStack } from './harness';
-import main = require('../../infra/pulumi');
+import main from '../../infra/pulumi';
 
 const DEV_SECRETS = ['mongo-password', 'rabbitmq-password'];
 
@@ -16,7 +22,12 @@ describe('the Pulumi.yaml main (infra/pulumi.ts)', () => {
     const outputs = main();
     expect(outputs.environment).toBe('dev');
     expect(await settle(outputs.containerNames)).toEqual({
-      value: ['async-jobs-dev-consumer-0', 'async-jobs-dev-mongo-0', 'async-jobs-dev-producer-0', 'async-jobs-dev-rabbitmq-0'],
+      value: [
+        'async-jobs-dev-consumer-0',
+        'async-jobs-dev-mongo-0',
+        'async-jobs-dev-producer-0',
+        'async-jobs-dev-rabbitmq-0',
+      ],
       secret: false,
     });
     expect(await settle(outputs.producerUrl)).toEqual({ value: 'http://127.0.0.1:8080', secret: false });

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { installProblemHandlers } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import type { ConsumerMetrics } from './metrics';
@@ -13,7 +13,7 @@ export interface ConsumerHealthDeps {
 
 /** /healthz, /readyz and /metrics for a worker. Never listens: main.ts does. */
 export function buildHealthApp(deps: ConsumerHealthDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

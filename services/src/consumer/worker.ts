@@ -167,7 +167,11 @@ export class Worker {
         jobLog.info({ ms: Math.round(seconds * 1000) }, 'job succeeded');
         metrics?.outcomes.inc({ type: job.type, outcome: 'succeeded' });
       } else {
-        jobLog.warn('lease lost before the result was written; another worker owns the job');
+        const current = await claims.get(jobId).catch(() => null);
+        jobLog.warn(
+          { status: current?.status, leaseOwner: current?.leaseOwner, leaseExpiresAt: current?.leaseExpiresAt },
+          'lease lost before the result was written; another worker owns the job',
+        );
       }
       ops.ack();
       return;

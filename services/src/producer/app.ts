@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { installProblemHandlers, problem, sendProblem } from '../shared/http';
 import { UUID_RE, uuidv7 } from '../shared/ids';
 import { bodyHash, JOB_STATUSES, StoreUnavailableError, type JobDocument, type JobStatus } from '../shared/jobs';
@@ -95,7 +95,7 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     // fastify types its logger as its own pino major's interface; ours is structurally the same at runtime.
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimitBytes,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Behind a proxy the request id of the proxy is kept, so log lines can be joined across hops.
     requestIdHeader: 'x-request-id',
   });

@@ -60,13 +60,30 @@ export function jobsCollection(db: Db): Collection<JobDocument> {
   return db.collection<JobDocument>(JOBS_COLLECTION);
 }
 
-/** Idempotent: createIndexes with the same spec is a no-op. */
+const INDEXES = [
+  { key: { idempotencyKey: 1 }, name: 'idempotencyKey_unique', unique: true },
+  { key: { status: 1, _id: -1 }, name: 'status_id' },
+  { key: { publishedAt: 1, createdAt: 1 }, name: 'outbox' },
+] as const;
+
+/**
+ * Creates the missing indexes only. Re-sending createIndexes for indexes that exist is a no-op on MongoDB,
+ * but FerretDB 1.24 drops the connection on it, so existing ones are listed first. A race between two
+ * services creating the same index fails one of them, whose startup retry then finds it.
+ */
 export async function ensureIndexes(db: Db): Promise<void> {
-  await jobsCollection(db).createIndexes([
-    { key: { idempotencyKey: 1 }, name: 'idempotencyKey_unique', unique: true },
-    { key: { status: 1, _id: -1 }, name: 'status_id' },
-    { key: { publishedAt: 1, createdAt: 1 }, name: 'outbox' },
-  ]);
+  const jobs = jobsCollection(db);
+  let existing: string[] = [];
+  try {
+    existing = (await jobs.listIndexes().toArray()).map((i) => String(i.name));
+  } catch (err) {
+    // 26 NamespaceNotFound: the collection does not exist yet.
+    if (!(err instanceof MongoServerError && err.code === 26)) throw err;
+  }
+  for (const index of INDEXES) {
+    if (existing.includes(index.name)) continue;
+    await jobs.createIndex(index.key, { name: index.name, ...('unique' in index ? { unique: index.unique } : {}) });
+  }
 }
 
 export function isDuplicateKeyError(err: unknown): boolean {

@@ -1,0 +1,289 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Starts the servers the benchmarks need, each on 127.0.0.1 with a free port and its own temp data directory:
+ * RabbitMQ (Debian's rabbitmq-server), FerretDB (MongoDB wire protocol over SQLite), Redis (for BullMQ) and the
+ * services themselves. Every child runs in its own process group and is remembered, so `stopAll()` signals
+ * exactly the processes this run started (same approach as services/test/helpers/servers.ts, kept separate so
+ * bench/ does not depend on the services' test code).
+ */
+
+/** bench/build/lib → repo root. */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const BENCH_ROOT = join(REPO_ROOT, 'bench');
+
+const started = new Set<ChildProcess>();
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function waitForTcp(port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!alive()) throw new Error(`process exited before it listened on ${port}`);
+    const ok = await new Promise<boolean>((res) => {
+      const s = new Socket();
+      s.setTimeout(1000);
+      s.once('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+      s.once('timeout', () => {
+        s.destroy();
+        res(false);
+      });
+      s.connect(port, '127.0.0.1');
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+/** Polls an HTTP URL until it answers 200 (the services' /readyz). */
+export async function waitForHttp(url: string, timeoutMs: number, alive: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (!alive()) throw new Error(`process exited before ${url} answered`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} not ready within ${timeoutMs} ms (last: ${last})`);
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    killGroup(child, 'SIGTERM');
+    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+  // A shell wrapper may exit before its children (rabbitmq-server → beam); leave nothing of the group.
+  killGroup(child, 'SIGKILL');
+  started.delete(child);
+}
+
+/** Spawns in a new process group, output to `logFile`, and remembers the child for {@link stopAll}. */
+export function launch(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; logFile: string }): ChildProcess {
+  const out = createWriteStream(options.logFile, { flags: 'a' });
+  const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  started.add(child);
+  child.once('exit', () => started.delete(child));
+  return child;
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...started].map((c) => stopChild(c, 5000)));
+}
+
+/** Last resort on Ctrl-C or a crash: SIGKILL every group this process started, synchronously. */
+export function installExitHandlers(): void {
+  const killAll = (): void => {
+    for (const c of started) killGroup(c, 'SIGKILL');
+  };
+  process.once('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+}
+
+export interface Running {
+  readonly url: string;
+  readonly child: ChildProcess;
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+function alive(c: ChildProcess): () => boolean {
+  return () => c.exitCode === null && c.signalCode === null;
+}
+
+export function makeWorkDir(): string {
+  return mkdtempSync(join(tmpdir(), 'aj-bench-'));
+}
+
+export function ferretDbBinary(): string {
+  const candidates = [process.env.FERRETDB_BIN, join(REPO_ROOT, '.tools', 'bin', 'ferretdb')].filter((c): c is string => c !== undefined && c !== '');
+  const found = candidates.find((c) => existsSync(c));
+  if (found === undefined) throw new Error(`FerretDB not found: got ${candidates.join(', ')}, expected an executable (set FERRETDB_BIN)`);
+  return found;
+}
+
+export async function startFerretDb(base: string): Promise<Running> {
+  const dir = join(base, 'ferretdb');
+  mkdirSync(dir);
+  const port = await freePort();
+  const child = launch(
+    ferretDbBinary(),
+    ['--handler=sqlite', `--sqlite-url=file:${dir}/`, `--state-dir=${dir}`, `--listen-addr=127.0.0.1:${port}`, '--debug-addr=-', '--telemetry=disable', '--log-level=warn'],
+    { logFile: join(base, 'ferretdb.log') },
+  );
+  await waitForTcp(port, 20_000, alive(child));
+  return { url: `mongodb://127.0.0.1:${port}`, child, dir, stop: () => stopChild(child) };
+}
+
+/**
+ * Debian's /usr/sbin/rabbitmq-server, run as root, switches to the rabbitmq user (which cannot write our temp
+ * dirs); the real script next to the wrapper runs as the caller.
+ */
+function rabbitBinary(): string {
+  const found = existsSync('/usr/sbin/rabbitmq-server') ? '/usr/sbin/rabbitmq-server' : 'rabbitmq-server';
+  if (!existsSync(found)) return found;
+  const real = realpathSync(found);
+  if (basename(real) === 'rabbitmq-script-wrapper') {
+    const direct = join(dirname(real), 'rabbitmq-server');
+    if (existsSync(direct)) return direct;
+  }
+  return found;
+}
+
+export async function startRabbitMq(base: string): Promise<Running> {
+  const dir = join(base, 'rabbitmq');
+  for (const sub of ['', 'mnesia', 'log']) mkdirSync(join(dir, sub), { recursive: true });
+  const port = await freePort();
+  const distPort = await freePort();
+  writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
+  writeFileSync(join(dir, 'advanced.config'), '[].\n');
+  writeFileSync(
+    join(dir, 'rabbitmq.conf'),
+    [`listeners.tcp.default = 127.0.0.1:${port}`, 'loopback_users = none', 'log.console = false', 'log.file.level = warning', ''].join('\n'),
+  );
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: dir,
+    RABBITMQ_NODENAME: `aj-bench-${port}@localhost`,
+    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(dir, 'log'),
+    RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
+    RABBITMQ_NODE_PORT: String(port),
+    RABBITMQ_DIST_PORT: String(distPort),
+    ERL_EPMD_ADDRESS: '127.0.0.1',
+    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'),
+    RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+    RABBITMQ_PLUGINS_EXPAND_DIR: join(dir, 'plugins-expand'),
+  };
+  const child = launch(rabbitBinary(), [], { env, cwd: dir, logFile: join(base, 'rabbitmq.log') });
+  await waitForTcp(port, 60_000, alive(child));
+  // The listener opens slightly before the broker accepts connections.
+  await sleep(500);
+  return { url: `amqp://guest:guest@127.0.0.1:${port}/%2F`, child, dir, stop: () => stopChild(child, 20_000) };
+}
+
+/** Redis for BullMQ: no persistence, so it measures the same in-memory path BullMQ users usually run. */
+export async function startRedis(base: string): Promise<Running & { port: number }> {
+  const dir = join(base, 'redis');
+  mkdirSync(dir);
+  const port = await freePort();
+  const child = launch(
+    'redis-server',
+    ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes', '--maxmemory-policy', 'noeviction'],
+    { logFile: join(base, 'redis.log') },
+  );
+  await waitForTcp(port, 10_000, alive(child));
+  return { url: `redis://127.0.0.1:${port}`, port, child, dir, stop: () => stopChild(child) };
+}
+
+export interface ServiceProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a built service (`services/dist/<kind>/main.js`). LOG_LEVEL=warn: one log line per request and per job
+ * at info would measure pino writing to a pipe more than the service.
+ */
+export async function startService(
+  kind: 'producer' | 'consumer',
+  base: string,
+  env: Record<string, string>,
+  nodeArgs: readonly string[] = [],
+): Promise<ServiceProcess> {
+  const port = await freePort();
+  const entry = join(REPO_ROOT, 'services', 'dist', kind, 'main.js');
+  if (!existsSync(entry)) throw new Error(`${entry}: not found; run \`cd services && npm run build\` first`);
+  const child = launch(process.execPath, [...nodeArgs, entry], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? base, LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: String(port), ...env },
+    cwd: base,
+    logFile: join(base, `${kind}-${port}.log`),
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/readyz`, 60_000, alive(child));
+  return { child, pid: child.pid ?? -1, port, url, stop: () => stopChild(child, 30_000) };
+}
+
+/** Resident set size and its high-water mark in MiB, from /proc/<pid>/status. */
+export function readMemory(pid: number): { rssMiB: number; hwmMiB: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+    return { rssMiB: kib('VmRSS') / 1024, hwmMiB: kib('VmHWM') / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Samples a process's memory every `intervalMs`; `stop()` returns the peak of VmHWM and sampled VmRSS. */
+export function sampleMemory(pid: number, intervalMs = 250): { stop(): number } {
+  let peak = 0;
+  const take = (): void => {
+    const m = readMemory(pid);
+    if (m !== undefined) peak = Math.max(peak, m.rssMiB, Number.isNaN(m.hwmMiB) ? 0 : m.hwmMiB);
+  };
+  take();
+  const timer = setInterval(take, intervalMs);
+  return {
+    stop: () => {
+      take();
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
