@@ -9,7 +9,10 @@ const require = createRequire(import.meta.url);
 
 /** The parts of the compiled library this benchmark calls (build/ is CommonJS without .d.ts files). */
 interface JobSystemLike {
-  addConsumer(name: string, props: { replicas?: number }): unknown;
+  addConsumer(name: string, props: { replicas?: number; image?: unknown }): unknown;
+}
+interface ImageSourceLike {
+  build(context: string, service: string, repository: string): unknown;
 }
 interface SynthModules {
   synthesize(request: { systems: readonly unknown[]; resolveOptions: { repoRoot: string } }): Promise<{
@@ -17,6 +20,7 @@ interface SynthModules {
     errors: readonly string[];
   }>;
   defineSystem(env: string): JobSystemLike;
+  ImageSource: ImageSourceLike;
   targets: readonly string[];
 }
 
@@ -25,7 +29,8 @@ function loadBuild(): SynthModules {
     TARGETS: readonly { name: string }[];
   };
   const app = require(join(REPO_ROOT, 'build', 'infra', 'app.js')) as Pick<SynthModules, 'defineSystem'>;
-  return { synthesize: lib.synthesize, defineSystem: app.defineSystem, targets: lib.TARGETS.map((t) => t.name) };
+  const model = require(join(REPO_ROOT, 'build', 'constructs', 'model', 'index.js')) as Pick<SynthModules, 'ImageSource'>;
+  return { synthesize: lib.synthesize, defineSystem: app.defineSystem, ImageSource: model.ImageSource, targets: lib.TARGETS.map((t) => t.name) };
 }
 
 export interface SynthResults {
@@ -81,8 +86,13 @@ export async function runSynthBench(options: { quick: boolean; workDir: string; 
   const sizes = [1, 10, 50];
   const timeSynth = async (consumers: number): Promise<number> => {
     const system = m.defineSystem('prod');
-    // prod is highly available: every added consumer service needs ≥ 2 replicas to validate.
-    for (let i = 1; i < consumers; i++) system.addConsumer(`worker-${String(i).padStart(2, '0')}`, { replicas: 2 });
+    // Added like prod's own consumer: highly available (≥ 2 replicas) and pushed to a registry (Swarm pulls).
+    for (let i = 1; i < consumers; i++) {
+      system.addConsumer(`worker-${String(i).padStart(2, '0')}`, {
+        replicas: 2,
+        image: m.ImageSource.build('services', 'consumer', 'ghcr.io/async-jobs/consumer'),
+      });
+    }
     const started = process.hrtime.bigint();
     const result = await m.synthesize({ systems: [system], resolveOptions: { repoRoot: REPO_ROOT } });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;

@@ -1,7 +1,18 @@
 /**
  * The one definition of the async job system, per environment. Every target is synthesized from this.
  */
-import { Cpu, Duration, ImageSource, JobSystem, Memory, QueueType, SecretSource } from '../constructs/model';
+import {
+  type AcceptedGap,
+  type TargetName,
+  Cpu,
+  Duration,
+  ImageSource,
+  JobSystem,
+  Memory,
+  QueueType,
+  SecretSource,
+  SwarmPublishMode,
+} from '../constructs/model';
 
 /** The environments this repository deploys, in synth order. */
 export const ENVIRONMENTS = ['dev', 'prod'] as const;
@@ -16,12 +27,37 @@ function secretsFor(env: EnvironmentName): Record<string, { source: SecretSource
       source: source('mongo-password'),
       description: 'MongoDB root password the services connect with',
     },
+    'mongo-keyfile': {
+      source: source('mongo-keyfile'),
+      description: 'Key the MongoDB replica set members authenticate each other with',
+    },
     'rabbitmq-erlang-cookie': {
       source: source('rabbitmq-erlang-cookie'),
       description: 'Erlang cookie shared by the RabbitMQ cluster nodes',
     },
     'rabbitmq-password': { source: source('rabbitmq-password'), description: 'RabbitMQ application user password' },
   };
+}
+
+/**
+ * What the single-host targets (Compose, Swarm as modelled, Pulumi's Docker provider) cannot express of prod,
+ * accepted on purpose: prod's high availability is the Kubernetes target's job.
+ */
+function singleHostGaps(target: TargetName): AcceptedGap[] {
+  return [
+    {
+      target,
+      feature: 'broker-cluster',
+      reason: 'the HA RabbitMQ cluster runs on Kubernetes; this target runs one node',
+    },
+    {
+      target,
+      feature: 'database-replica-set',
+      reason: 'the MongoDB replica set runs on Kubernetes; this target runs one member',
+    },
+    { target, feature: 'autoscaling', reason: 'no autoscaler here; the minimum replica count is used' },
+    { target, feature: 'ingress', reason: 'the operator fronts the producer with their own proxy or load balancer' },
+  ];
 }
 
 /** Builds the model of one environment. */
@@ -37,9 +73,23 @@ export function defineSystem(env: EnvironmentName): JobSystem {
         },
         database: { image: ImageSource.registry('mongo:8.0') },
         producer: {
+          image: ImageSource.build('services', 'producer', 'localhost:5000/async-jobs/producer'),
           publishedPorts: [{ containerPort: 8080, hostPort: 8080 }],
         },
-        consumer: { prefetch: 10, enableTestHandlers: true },
+        consumer: {
+          image: ImageSource.build('services', 'consumer', 'localhost:5000/async-jobs/consumer'),
+          prefetch: 10,
+          enableTestHandlers: true,
+        },
+        // Swarm's routing mesh needs IPVS, which development machines (and ours) may lack.
+        swarm: { publishMode: SwarmPublishMode.HOST },
+        acceptedGaps: [
+          {
+            target: 'swarm',
+            feature: 'published-port-host-ip',
+            reason: 'Swarm cannot bind a published port to 127.0.0.1; the dev swarm is a local test machine',
+          },
+        ],
       });
     case 'prod':
       return new JobSystem(undefined, 'prod', {
@@ -95,28 +145,7 @@ export function defineSystem(env: EnvironmentName): JobSystem {
             memoryLimit: Memory.mebibytes(512),
           },
         },
-        acceptedGaps: [
-          {
-            target: 'compose',
-            feature: 'broker-cluster',
-            reason: 'Compose is for a single host; the HA broker runs on Kubernetes',
-          },
-          {
-            target: 'compose',
-            feature: 'database-replica-set',
-            reason: 'Compose is for a single host; the replica set runs on Kubernetes',
-          },
-          {
-            target: 'compose',
-            feature: 'autoscaling',
-            reason: 'a single host has fixed capacity; the minimum replica count is used',
-          },
-          {
-            target: 'compose',
-            feature: 'ingress',
-            reason: 'on a single host the operator fronts the producer with their own proxy',
-          },
-        ],
+        acceptedGaps: [...singleHostGaps('compose'), ...singleHostGaps('swarm'), ...singleHostGaps('pulumi')],
       });
   }
 }

@@ -25,7 +25,9 @@ async function main(): Promise<void> {
     resolveOptions: { repoRoot },
   });
   if (result.errors.length > 0) {
-    process.stderr.write(`k8s: ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}; nothing was written\n`);
+    process.stderr.write(
+      `k8s: ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}; nothing was written\n`,
+    );
     for (const e of result.errors) process.stderr.write(`  ${e}\n`);
     process.exit(1);
   }

@@ -13,7 +13,7 @@ tools="$root/.tools"
 bin="$tools/bin"
 KUBE_SCORE_VERSION=v1.20.0
 KUBERNETES_VALIDATE_VERSION=1.28.3
-CHECKOV_VERSION=3.2.469
+CHECKOV_VERSION=3.3.30
 
 log() { printf '[install-validators] %s\n' "$*" >&2; }
 mkdir -p "$bin"

@@ -8,7 +8,7 @@ case "$env" in *[!a-z0-9-]* | "") echo "secrets: got environment '$env', expecte
 dir="$root/.secrets/$env"
 mkdir -p "$dir"
 chmod 700 "$dir"
-for name in mongo-password rabbitmq-password rabbitmq-erlang-cookie; do
+for name in mongo-keyfile mongo-password rabbitmq-erlang-cookie rabbitmq-password; do
   if [ ! -s "$dir/$name" ]; then
     (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$dir/$name")
     echo "created .secrets/$env/$name"

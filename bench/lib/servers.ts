@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -142,11 +142,22 @@ export function makeWorkDir(): string {
   return mkdtempSync(join(tmpdir(), 'aj-bench-'));
 }
 
+/**
+ * FERRETDB_BIN, then <repo>/.tools/bin/ferretdb, then PATH: the first whose `--version` works (a `go install`
+ * build without build/version/version.txt panics at start).
+ */
 export function ferretDbBinary(): string {
-  const candidates = [process.env.FERRETDB_BIN, join(REPO_ROOT, '.tools', 'bin', 'ferretdb')].filter((c): c is string => c !== undefined && c !== '');
-  const found = candidates.find((c) => existsSync(c));
-  if (found === undefined) throw new Error(`FerretDB not found: got ${candidates.join(', ')}, expected an executable (set FERRETDB_BIN)`);
-  return found;
+  const onPath = (process.env.PATH ?? '').split(':').map((d) => join(d, 'ferretdb'));
+  const candidates = [process.env.FERRETDB_BIN, join(REPO_ROOT, '.tools', 'bin', 'ferretdb'), ...onPath].filter(
+    (c): c is string => c !== undefined && c !== '' && existsSync(c),
+  );
+  const problems: string[] = [];
+  for (const c of candidates) {
+    const res = spawnSync(c, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+    if (res.status === 0) return c;
+    problems.push(`${c}: --version exited ${res.status ?? res.signal}: ${(res.stderr || res.stdout).split('\n')[0] ?? ''}`);
+  }
+  throw new Error(`FerretDB: got ${problems.length === 0 ? 'no candidate' : problems.join('; ')}, expected a working binary (set FERRETDB_BIN)`);
 }
 
 export async function startFerretDb(base: string): Promise<Running> {

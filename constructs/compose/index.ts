@@ -1,4 +1,4 @@
-import type { ResolvedService, ResolvedSystem } from '../model';
+import { mountedSecrets, type ResolvedService, type ResolvedSystem } from '../model';
 import { dockerfilePath } from '../dockerfile';
 import { renderYaml } from '../output/yaml';
 import type { Gap, GeneratedFile, SynthContext, Target, TargetOutput } from '../output/types';
@@ -113,7 +113,7 @@ export function composeService(system: ResolvedSystem, s: ResolvedService): Reco
 export function renderCompose(system: ResolvedSystem, context: SynthContext): { file: GeneratedFile; gaps: Gap[] } {
   const gaps = singleHostGaps(system, 'compose');
   const secrets: Record<string, unknown> = {};
-  for (const secret of system.secrets) {
+  for (const secret of mountedSecrets(system)) {
     if (secret.source.kind === 'file') {
       secrets[secret.name] = { file: `${TO_ROOT}/${secret.source.path}` };
     } else {

@@ -72,7 +72,9 @@ export function kubernetesErrors(system: ResolvedSystem): string[] {
             `so ${s.replicas} members tolerate ${tolerated(s.replicas)}, no more than ${s.replicas - 1} would`,
         );
       } else if (s.replicas > 7) {
-        errors.push(`[${s.path}] replicas: got ${s.replicas}, expected at most 7 (a MongoDB replica set has at most 7 voting members)`);
+        errors.push(
+          `[${s.path}] replicas: got ${s.replicas}, expected at most 7 (a MongoDB replica set has at most 7 voting members)`,
+        );
       }
       if (keyfileSource(system) === null) {
         errors.push(
@@ -183,17 +185,23 @@ class Builder {
     for (const e of s.env) data[e.name] = e.value;
     for (const use of s.secrets) data[use.fileEnv] = use.path;
     Object.assign(data, overrides);
-    new k8s.KubeConfigMap(this.scope, name, { metadata: meta(this.system, name, serviceLabels(s)), data: sortRecord(data) });
+    new k8s.KubeConfigMap(this.scope, name, {
+      metadata: meta(this.system, name, serviceLabels(s)),
+      data: sortRecord(data),
+    });
     return name;
   }
 
-  private container(s: ResolvedService, parts: {
-    configMap: string;
-    env?: k8s.EnvVar[];
-    command?: readonly string[];
-    mounts: k8s.VolumeMount[];
-    readinessOnly: boolean;
-  }): k8s.Container {
+  private container(
+    s: ResolvedService,
+    parts: {
+      configMap: string;
+      env?: k8s.EnvVar[];
+      command?: readonly string[];
+      mounts: k8s.VolumeMount[];
+      readinessOnly: boolean;
+    },
+  ): k8s.Container {
     const command = parts.command ?? s.command;
     return {
       name: s.name,
@@ -223,7 +231,10 @@ class Builder {
     };
   }
 
-  private podSpec(s: ResolvedService, spec: Omit<k8s.PodSpec, 'securityContext' | 'terminationGracePeriodSeconds'>): k8s.PodSpec {
+  private podSpec(
+    s: ResolvedService,
+    spec: Omit<k8s.PodSpec, 'securityContext' | 'terminationGracePeriodSeconds'>,
+  ): k8s.PodSpec {
     return {
       automountServiceAccountToken: false,
       enableServiceLinks: false,
@@ -251,7 +262,12 @@ class Builder {
       spec: {
         type: 'ClusterIP',
         selector: serviceLabels(s),
-        ports: s.ports.map((p) => ({ name: p.name, port: p.containerPort, targetPort: k8s.IntOrString.fromString(p.name), protocol: 'TCP' })),
+        ports: s.ports.map((p) => ({
+          name: p.name,
+          port: p.containerPort,
+          targetPort: k8s.IntOrString.fromString(p.name),
+          protocol: 'TCP',
+        })),
       },
     });
   }
@@ -347,10 +363,12 @@ class Builder {
       volumes.push(...cookieFiles.volumes);
       const target = `${dataDir}/.erlang.cookie`;
       initContainers.push(
-        this.initContainer(s, 'erlang-cookie', `set -eu; rm -f ${target}; cp /run/secrets/${cookie} ${target}; chmod 0400 ${target}`, [
-          ...cookieFiles.mounts,
-          ...dataMounts,
-        ]),
+        this.initContainer(
+          s,
+          'erlang-cookie',
+          `set -eu; rm -f ${target}; cp /run/secrets/${cookie} ${target}; chmod 0400 ${target}`,
+          [...cookieFiles.mounts, ...dataMounts],
+        ),
       );
     }
 
@@ -366,7 +384,10 @@ class Builder {
 
     const usesApi = clustered && discovery === 'api';
     if (usesApi) {
-      new k8s.KubeServiceAccount(this.scope, 'rabbitmq-sa', { metadata: meta(system, s.name, serviceLabels(s)), automountServiceAccountToken: false });
+      new k8s.KubeServiceAccount(this.scope, 'rabbitmq-sa', {
+        metadata: meta(system, s.name, serviceLabels(s)),
+        automountServiceAccountToken: false,
+      });
       new k8s.KubeRole(this.scope, 'rabbitmq-role', {
         metadata: meta(system, s.name, serviceLabels(s)),
         rules: [{ apiGroups: [''], resources: ['endpoints'], verbs: ['get'] }],
@@ -387,7 +408,12 @@ class Builder {
         this.container(s, {
           configMap: envName,
           env,
-          mounts: [...secrets.mounts, ...scratch.mounts, ...dataMounts, { name: 'config', mountPath: '/etc/rabbitmq', readOnly: true }],
+          mounts: [
+            ...secrets.mounts,
+            ...scratch.mounts,
+            ...dataMounts,
+            { name: 'config', mountPath: '/etc/rabbitmq', readOnly: true },
+          ],
           readinessOnly: true,
         }),
       ],
@@ -397,9 +423,24 @@ class Builder {
 
     this.clientService(s, s.name);
     this.headlessService(s, [
-      { name: 'epmd', port: RABBITMQ_PEER_PORTS.epmd, targetPort: k8s.IntOrString.fromNumber(RABBITMQ_PEER_PORTS.epmd), protocol: 'TCP' },
-      { name: 'amqp', port: system.broker.amqpPort, targetPort: k8s.IntOrString.fromNumber(system.broker.amqpPort), protocol: 'TCP' },
-      { name: 'clustering', port: RABBITMQ_PEER_PORTS.clustering, targetPort: k8s.IntOrString.fromNumber(RABBITMQ_PEER_PORTS.clustering), protocol: 'TCP' },
+      {
+        name: 'epmd',
+        port: RABBITMQ_PEER_PORTS.epmd,
+        targetPort: k8s.IntOrString.fromNumber(RABBITMQ_PEER_PORTS.epmd),
+        protocol: 'TCP',
+      },
+      {
+        name: 'amqp',
+        port: system.broker.amqpPort,
+        targetPort: k8s.IntOrString.fromNumber(system.broker.amqpPort),
+        protocol: 'TCP',
+      },
+      {
+        name: 'clustering',
+        port: RABBITMQ_PEER_PORTS.clustering,
+        targetPort: k8s.IntOrString.fromNumber(RABBITMQ_PEER_PORTS.clustering),
+        protocol: 'TCP',
+      },
     ]);
   }
 
@@ -435,9 +476,20 @@ class Builder {
           `${s.path} replica set key file is derived from the "${source.secret}" secret; declare a "${system.database.serviceName}-keyfile" secret to use an independent key`,
         );
       }
-      const keyFiles = secretFiles([{ secret: source.secret, path: `/run/secrets/${source.secret}` }], 'keyfile-source');
-      volumes.push(...keyFiles.volumes, { name: 'keyfile', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString('1Mi') } });
-      initContainers.push(this.initContainer(s, 'keyfile', keyfileScript(source), [...keyFiles.mounts, { name: 'keyfile', mountPath: KEYFILE_DIR }]));
+      const keyFiles = secretFiles(
+        [{ secret: source.secret, path: `/run/secrets/${source.secret}` }],
+        'keyfile-source',
+      );
+      volumes.push(...keyFiles.volumes, {
+        name: 'keyfile',
+        emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString('1Mi') },
+      });
+      initContainers.push(
+        this.initContainer(s, 'keyfile', keyfileScript(source), [
+          ...keyFiles.mounts,
+          { name: 'keyfile', mountPath: KEYFILE_DIR },
+        ]),
+      );
       mounts.push({ name: 'keyfile', mountPath: KEYFILE_DIR, readOnly: true });
       command = mongodReplicaSetCommand(system);
     }
@@ -449,7 +501,14 @@ class Builder {
     });
     this.statefulSet(s, pod);
     this.clientService(s, s.name);
-    this.headlessService(s, [{ name: 'mongodb', port: system.database.port, targetPort: k8s.IntOrString.fromNumber(system.database.port), protocol: 'TCP' }]);
+    this.headlessService(s, [
+      {
+        name: 'mongodb',
+        port: system.database.port,
+        targetPort: k8s.IntOrString.fromNumber(system.database.port),
+        protocol: 'TCP',
+      },
+    ]);
     if (replicated && source !== null) this.replicaSetJob(s);
   }
 
@@ -465,7 +524,9 @@ class Builder {
       metadata: meta(system, MONGO_INIT_NAME, labels),
       data: { 'initiate.js': replicaSetInitScript(system, s.replicas) },
     });
-    const secrets = secretFiles([{ secret: system.database.passwordSecret, path: `/run/secrets/${system.database.passwordSecret}` }]);
+    const secrets = secretFiles([
+      { secret: system.database.passwordSecret, path: `/run/secrets/${system.database.passwordSecret}` },
+    ]);
     const host = `${s.name}-0.${headlessName(s.name)}.${this.ns}.svc:${system.database.port}`;
     new k8s.KubeJob(this.scope, MONGO_INIT_NAME, {
       metadata: meta(system, MONGO_INIT_NAME, labels),
@@ -485,12 +546,23 @@ class Builder {
                 name: 'initiate',
                 image: s.image.reference,
                 imagePullPolicy: PULL_POLICY,
-                command: ['mongosh', '--quiet', '--norc', `mongodb://${host}/admin?directConnection=true`, '--file', '/scripts/initiate.js'],
+                command: [
+                  'mongosh',
+                  '--quiet',
+                  '--norc',
+                  `mongodb://${host}/admin?directConnection=true`,
+                  '--file',
+                  '/scripts/initiate.js',
+                ],
                 // mongosh keeps history and logs under $HOME; the root filesystem is read-only.
                 env: [{ name: 'HOME', value: '/tmp' }],
                 resources: resources(s),
                 securityContext: containerSecurityContext(s.security.user, s.security.group, true),
-                volumeMounts: sortMounts([...secrets.mounts, { name: 'scripts', mountPath: '/scripts', readOnly: true }, { name: 'tmp', mountPath: '/tmp' }]),
+                volumeMounts: sortMounts([
+                  ...secrets.mounts,
+                  { name: 'scripts', mountPath: '/scripts', readOnly: true },
+                  { name: 'tmp', mountPath: '/tmp' },
+                ]),
               },
             ],
             volumes: sortVolumes([
@@ -539,12 +611,21 @@ class Builder {
         minReadySeconds: MIN_READY_SECONDS,
         progressDeadlineSeconds: PROGRESS_DEADLINE_SECONDS,
         revisionHistoryLimit: REVISION_HISTORY_LIMIT,
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromString('25%'), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
+        strategy: {
+          type: 'RollingUpdate',
+          rollingUpdate: { maxSurge: k8s.IntOrString.fromString('25%'), maxUnavailable: k8s.IntOrString.fromNumber(0) },
+        },
         selector: { matchLabels: labels },
         template: {
           metadata: { labels },
           spec: this.podSpec(s, {
-            containers: [this.container(s, { configMap: envName, mounts: [...secrets.mounts, ...scratch.mounts], readinessOnly: false })],
+            containers: [
+              this.container(s, {
+                configMap: envName,
+                mounts: [...secrets.mounts, ...scratch.mounts],
+                readinessOnly: false,
+              }),
+            ],
             volumes: [...secrets.volumes, ...scratch.volumes],
           }),
         },
@@ -563,7 +644,15 @@ class Builder {
             rules: [
               {
                 host: system.ingressHost,
-                http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: s.name, port: { name: http?.name } } } }] },
+                http: {
+                  paths: [
+                    {
+                      path: '/',
+                      pathType: 'Prefix',
+                      backend: { service: { name: s.name, port: { name: http?.name } } },
+                    },
+                  ],
+                },
               },
             ],
           },
@@ -628,14 +717,23 @@ class Builder {
         scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: s.name },
         minReplicas: a.minReplicas,
         maxReplicas: a.maxReplicas,
-        metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: a.cpuUtilizationPercent } } }],
+        metrics: [
+          {
+            type: 'Resource',
+            resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: a.cpuUtilizationPercent } },
+          },
+        ],
       },
     });
   }
 }
 
 function sortRecord(data: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.keys(data).sort().map((k) => [k, data[k] as string]));
+  return Object.fromEntries(
+    Object.keys(data)
+      .sort()
+      .map((k) => [k, data[k] as string]),
+  );
 }
 
 function sortMounts(mounts: k8s.VolumeMount[]): k8s.VolumeMount[] {
@@ -647,7 +745,10 @@ function sortVolumes(volumes: k8s.Volume[]): k8s.Volume[] {
 }
 
 /** A cdk8s App holding one Chart for the environment; nothing is written to disk until `app.synth()`. */
-export function buildChart(system: ResolvedSystem, app: App = new App({ outdir: 'cdk8s.out' })): { app: App; chart: Chart; report: ChartReport } {
+export function buildChart(
+  system: ResolvedSystem,
+  app: App = new App({ outdir: 'cdk8s.out' }),
+): { app: App; chart: Chart; report: ChartReport } {
   const chart = new Chart(app, system.environment, { disableResourceNameHashes: true });
   const builder = new Builder(chart, system);
   builder.build();

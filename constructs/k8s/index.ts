@@ -60,17 +60,29 @@ function protectEmptyMaps(value: unknown, key = ''): unknown {
 }
 
 /** The environment's Kubernetes objects as plain JSON, in apply order, plus what the chart reported. */
-export function kubernetesObjects(system: ResolvedSystem): { objects: Manifest[]; gaps: Gap[]; warnings: string[]; errors: string[] } {
+export function kubernetesObjects(system: ResolvedSystem): {
+  objects: Manifest[];
+  gaps: Gap[];
+  warnings: string[];
+  errors: string[];
+} {
   const errors = kubernetesErrors(system);
   if (errors.length > 0) return { objects: [], gaps: [], warnings: [], errors };
   const { chart, report } = buildChart(system);
-  const objects = (chart.toJson() as Manifest[]).sort((a, b) => rank(a.kind) - rank(b.kind) || a.metadata.name.localeCompare(b.metadata.name));
+  const objects = (chart.toJson() as Manifest[]).sort(
+    (a, b) => rank(a.kind) - rank(b.kind) || a.metadata.name.localeCompare(b.metadata.name),
+  );
   return { objects, gaps: report.gaps, warnings: report.warnings, errors: report.errors };
 }
 
 /** The manifest file's text: the shared serializer with Kubernetes key order. */
 export function renderKubernetes(system: ResolvedSystem, objects: readonly Manifest[], context: SynthContext): string {
-  const text = renderYaml(objects.map((o) => protectEmptyMaps(o)), context, system.environment, { sortKeys: true });
+  const text = renderYaml(
+    objects.map((o) => protectEmptyMaps(o)),
+    context,
+    system.environment,
+    { sortKeys: true },
+  );
   return text.replace(new RegExp(`(["']?)${EMPTY_PLACEHOLDER}\\1`, 'g'), '{}');
 }
 
@@ -78,7 +90,10 @@ export function renderKubernetes(system: ResolvedSystem, objects: readonly Manif
 export function synthKubernetes(system: ResolvedSystem, context: SynthContext): TargetOutput {
   const { objects, gaps, warnings, errors } = kubernetesObjects(system);
   if (errors.length > 0) return { files: [], gaps, warnings, errors };
-  const file: GeneratedFile = { path: kubernetesManifestPath(system.environment), content: renderKubernetes(system, objects, context) };
+  const file: GeneratedFile = {
+    path: kubernetesManifestPath(system.environment),
+    content: renderKubernetes(system, objects, context),
+  };
   return { files: [file], gaps, warnings, errors };
 }
 

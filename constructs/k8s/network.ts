@@ -27,7 +27,11 @@ import { RABBITMQ_PEER_PORTS } from './stateful';
 /** Where the cluster's DNS runs. */
 export const KUBE_DNS = { namespace: 'kube-system', podLabels: { 'k8s-app': 'kube-dns' } } as const;
 /** The ingress controller the Ingress is written for (ingress-nginx's default install). */
-export const INGRESS_CONTROLLER = { className: 'nginx', namespace: 'ingress-nginx', podLabels: { 'app.kubernetes.io/name': 'ingress-nginx' } } as const;
+export const INGRESS_CONTROLLER = {
+  className: 'nginx',
+  namespace: 'ingress-nginx',
+  podLabels: { 'app.kubernetes.io/name': 'ingress-nginx' },
+} as const;
 /** KEDA's operator (KEDA's default install). */
 export const KEDA_OPERATOR = { namespace: 'keda', podLabels: { app: 'keda-operator' } } as const;
 
@@ -59,8 +63,16 @@ const clientPods = (): k8s.NetworkPolicyPeer => ({
   },
 });
 
-function policy(system: ResolvedSystem, name: string, podSelector: k8s.LabelSelector, spec: Omit<k8s.NetworkPolicySpec, 'podSelector'>): Props {
-  return { metadata: { name, namespace: system.namespace, labels: { 'app.kubernetes.io/part-of': PART_OF } }, spec: { podSelector, ...spec } };
+function policy(
+  system: ResolvedSystem,
+  name: string,
+  podSelector: k8s.LabelSelector,
+  spec: Omit<k8s.NetworkPolicySpec, 'podSelector'>,
+): Props {
+  return {
+    metadata: { name, namespace: system.namespace, labels: { 'app.kubernetes.io/part-of': PART_OF } },
+    spec: { podSelector, ...spec },
+  };
 }
 
 /** Every NetworkPolicy of the system, in a stable order. */
@@ -80,7 +92,12 @@ export function networkPolicies(system: ResolvedSystem, facts: NetworkFacts): Pr
   const out: Props[] = [
     policy(system, 'default-deny', everyPod, { policyTypes: ['Ingress', 'Egress'] }),
     policy(system, 'allow-dns', everyPod, {
-      egress: [{ to: [inNamespace(KUBE_DNS.namespace, KUBE_DNS.podLabels)], ports: [{ port: k8s.IntOrString.fromNumber(53), protocol: 'UDP' }, tcp(53)] }],
+      egress: [
+        {
+          to: [inNamespace(KUBE_DNS.namespace, KUBE_DNS.podLabels)],
+          ports: [{ port: k8s.IntOrString.fromNumber(53), protocol: 'UDP' }, tcp(53)],
+        },
+      ],
       policyTypes: ['Egress'],
     }),
   ];
@@ -89,43 +106,75 @@ export function networkPolicies(system: ResolvedSystem, facts: NetworkFacts): Pr
     const http = c.ports.find((p) => p.name === 'http');
     const ingress: k8s.NetworkPolicyIngressRule[] = [];
     if (c.kind === 'producer' && facts.producerIngress && http) {
-      ingress.push({ from: [inNamespace(INGRESS_CONTROLLER.namespace, INGRESS_CONTROLLER.podLabels)], ports: [tcp(http.containerPort)] });
+      ingress.push({
+        from: [inNamespace(INGRESS_CONTROLLER.namespace, INGRESS_CONTROLLER.podLabels)],
+        ports: [tcp(http.containerPort)],
+      });
     }
     out.push(
-      policy(system, c.name, { matchLabels: serviceLabels(c) }, {
-        ingress,
-        egress: [
-          { to: [brokerPods], ports: [tcp(amqp)] },
-          { to: [databasePods], ports: [tcp(mongoPort)] },
-        ],
-        policyTypes: ['Ingress', 'Egress'],
-      }),
+      policy(
+        system,
+        c.name,
+        { matchLabels: serviceLabels(c) },
+        {
+          ingress,
+          egress: [
+            { to: [brokerPods], ports: [tcp(amqp)] },
+            { to: [databasePods], ports: [tcp(mongoPort)] },
+          ],
+          policyTypes: ['Ingress', 'Egress'],
+        },
+      ),
     );
   }
 
   const brokerIngress: k8s.NetworkPolicyIngressRule[] = [{ from: [clientPods()], ports: [tcp(amqp)] }];
-  if (facts.kedaScalesOnQueue) brokerIngress.push({ from: [inNamespace(KEDA_OPERATOR.namespace, KEDA_OPERATOR.podLabels)], ports: [tcp(amqp)] });
+  if (facts.kedaScalesOnQueue)
+    brokerIngress.push({ from: [inNamespace(KEDA_OPERATOR.namespace, KEDA_OPERATOR.podLabels)], ports: [tcp(amqp)] });
   const brokerEgress: k8s.NetworkPolicyEgressRule[] = [];
   if (clustered) {
     brokerIngress.push({ from: [brokerPods], ports: peerPorts });
     brokerEgress.push({ to: [brokerPods], ports: peerPorts });
-    if (facts.brokerNeedsApi) brokerEgress.push({ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }], ports: [tcp(443), tcp(6443)] });
+    if (facts.brokerNeedsApi)
+      brokerEgress.push({ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }], ports: [tcp(443), tcp(6443)] });
   }
-  out.push(policy(system, b.name, { matchLabels: serviceLabels(b) }, { ingress: brokerIngress, egress: brokerEgress, policyTypes: ['Ingress', 'Egress'] }));
+  out.push(
+    policy(
+      system,
+      b.name,
+      { matchLabels: serviceLabels(b) },
+      { ingress: brokerIngress, egress: brokerEgress, policyTypes: ['Ingress', 'Egress'] },
+    ),
+  );
 
   const databaseIngress: k8s.NetworkPolicyIngressRule[] = [{ from: [clientPods()], ports: [tcp(mongoPort)] }];
   const databaseEgress: k8s.NetworkPolicyEgressRule[] = [];
   if (replicated) {
-    databaseIngress.push({ from: [databasePods, pods(labelsFor(MONGO_INIT_NAME, 'database-init'))], ports: [tcp(mongoPort)] });
+    databaseIngress.push({
+      from: [databasePods, pods(labelsFor(MONGO_INIT_NAME, 'database-init'))],
+      ports: [tcp(mongoPort)],
+    });
     databaseEgress.push({ to: [databasePods], ports: [tcp(mongoPort)] });
   }
-  out.push(policy(system, d.name, { matchLabels: serviceLabels(d) }, { ingress: databaseIngress, egress: databaseEgress, policyTypes: ['Ingress', 'Egress'] }));
+  out.push(
+    policy(
+      system,
+      d.name,
+      { matchLabels: serviceLabels(d) },
+      { ingress: databaseIngress, egress: databaseEgress, policyTypes: ['Ingress', 'Egress'] },
+    ),
+  );
   if (replicated) {
     out.push(
-      policy(system, MONGO_INIT_NAME, { matchLabels: labelsFor(MONGO_INIT_NAME, 'database-init') }, {
-        egress: [{ to: [databasePods], ports: [tcp(mongoPort)] }],
-        policyTypes: ['Ingress', 'Egress'],
-      }),
+      policy(
+        system,
+        MONGO_INIT_NAME,
+        { matchLabels: labelsFor(MONGO_INIT_NAME, 'database-init') },
+        {
+          egress: [{ to: [databasePods], ports: [tcp(mongoPort)] }],
+          policyTypes: ['Ingress', 'Egress'],
+        },
+      ),
     );
   }
   return out;

@@ -60,6 +60,7 @@ export const RABBITMQ_PEER_PORTS = { epmd: 4369, clustering: 25672 } as const;
  * @see https://www.rabbitmq.com/docs/cluster-formation#peer-discovery-k8s
  * @see https://www.rabbitmq.com/docs/partitions#automatic-handling
  * @see https://www.rabbitmq.com/docs/vhosts#default-queue-type
+ * @see https://github.com/rabbitmq/rabbitmq-server/pull/11164 (the global `default_queue_type` key)
  */
 export function rabbitmqConf(system: ResolvedSystem, broker: ResolvedService): string {
   const b = system.broker;
@@ -113,7 +114,8 @@ export const KEYFILE_DIR = '/etc/mongo-keyfile';
 export function keyfileSource(system: ResolvedSystem): { secret: string; derived: boolean } | null {
   const dedicated = `${system.database.serviceName}-keyfile`;
   if (system.secrets.some((s) => s.name === dedicated)) return { secret: dedicated, derived: false };
-  if (system.secrets.some((s) => s.name === system.database.passwordSecret)) return { secret: system.database.passwordSecret, derived: true };
+  if (system.secrets.some((s) => s.name === system.database.passwordSecret))
+    return { secret: system.database.passwordSecret, derived: true };
   return null;
 }
 
@@ -154,7 +156,9 @@ export function mongodReplicaSetCommand(system: ResolvedSystem): string[] {
 /** The connection string the services use: every member, the replica set name, authentication against admin. */
 export function mongoReplicaSetUrl(system: ResolvedSystem, members: number): string {
   const d = system.database;
-  const hosts = Array.from({ length: members }, (_, i) => `${memberHost(system, d.serviceName, i)}:${d.port}`).join(',');
+  const hosts = Array.from({ length: members }, (_, i) => `${memberHost(system, d.serviceName, i)}:${d.port}`).join(
+    ',',
+  );
   return `mongodb://${d.username}@${hosts}/${d.databaseName}?authSource=admin&replicaSet=${encodeURIComponent(d.replicaSetName)}`;
 }
 

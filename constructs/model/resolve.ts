@@ -419,3 +419,9 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
     swarm: { publishMode: (props.swarm?.publishMode ?? SwarmPublishMode.INGRESS).name },
   };
 }
+
+/** The declared secrets some service mounts: the ones the Docker targets must declare and version. */
+export function mountedSecrets(system: ResolvedSystem): ResolvedSecret[] {
+  const used = new Set(system.services.flatMap((s) => s.secrets.map((use) => use.secret)));
+  return system.secrets.filter((secret) => used.has(secret.name));
+}

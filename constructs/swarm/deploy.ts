@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ResolvedSystem } from '../model';
+import { mountedSecrets, type ResolvedSystem } from '../model';
 import { dockerfilePath } from '../dockerfile';
 
 /** Hex digits of a secret's version: enough to tell versions apart, short enough for Swarm's 64-character names. */
@@ -77,7 +77,7 @@ export function secretVersions(
 ): { readonly versions: SecretVersion[]; readonly errors: string[] } {
   const versions: SecretVersion[] = [];
   const errors: string[] = [];
-  for (const secret of system.secrets) {
+  for (const secret of mountedSecrets(system)) {
     if (secret.source.kind !== 'file') continue;
     const file = join(repoRoot, secret.source.path);
     if (!existsSync(file)) {

@@ -1,4 +1,4 @@
-import type { ResolvedSecret, ResolvedSecretUse, ResolvedService, ResolvedSystem } from '../model';
+import { mountedSecrets, type ResolvedSecret, type ResolvedSecretUse, type ResolvedService, type ResolvedSystem } from '../model';
 import { commonServiceKeys, composeResources, singleHostGaps } from '../compose';
 import { renderYaml } from '../output/yaml';
 import { SECRET_VERSION_LENGTH, secretVersionVariable } from './deploy';
@@ -255,7 +255,7 @@ function imageErrors(system: ResolvedSystem): string[] {
 export function renderSwarm(system: ResolvedSystem, context: SynthContext): TargetOutput {
   const errors = imageErrors(system);
   const secrets: Record<string, unknown> = {};
-  for (const secret of system.secrets) {
+  for (const secret of mountedSecrets(system)) {
     const rendered = swarmSecret(system, secret);
     if (typeof rendered === 'string') errors.push(rendered);
     else secrets[secret.name] = rendered;

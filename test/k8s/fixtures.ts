@@ -1,4 +1,12 @@
-import { ImageSource, JobSystem, type JobSystemProps, QueueType, resolve, type ResolvedSystem, SecretSource } from '../../constructs/model';
+import {
+  ImageSource,
+  JobSystem,
+  type JobSystemProps,
+  QueueType,
+  resolve,
+  type ResolvedSystem,
+  SecretSource,
+} from '../../constructs/model';
 import { REPO_ROOT } from '../helpers';
 
 /** A manifest object as parsed from YAML. */
@@ -8,11 +16,17 @@ export type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint
 export const SECRET_NAMES = ['mongo-password', 'rabbitmq-erlang-cookie', 'rabbitmq-password'] as const;
 
 /** A small model in the shape of infra/app.ts, with every secret read from `secretPath(name)`. */
-export function testSystem(env: string, props: Partial<JobSystemProps> = {}, secretPath: (name: string) => string = (n) => `.secrets/${env}/${n}`): JobSystem {
-  const secrets = Object.fromEntries(SECRET_NAMES.map((n) => [n, { source: SecretSource.file(secretPath(n)), description: n }]));
+export function testSystem(
+  env: string,
+  props: Partial<JobSystemProps> = {},
+  secretPath: (name: string) => string = (n) => `.secrets/${env}/${n}`,
+): JobSystem {
+  const secrets = Object.fromEntries(
+    SECRET_NAMES.map((n) => [n, { source: SecretSource.file(secretPath(n)), description: n }]),
+  );
   return new JobSystem(undefined, env, {
-    secrets: { ...secrets, ...(props.secrets ?? {}) },
     ...props,
+    secrets: { ...secrets, ...(props.secrets ?? {}) },
     broker: { image: ImageSource.registry('rabbitmq:4.1.4'), ...(props.broker ?? {}) },
     database: { image: ImageSource.registry('mongo:8.0.12'), ...(props.database ?? {}) },
   });
@@ -35,7 +49,9 @@ export function resolved(system: JobSystem): ResolvedSystem {
 }
 
 /** Pod templates of the workloads in a manifest list, with their owner. */
-export function podTemplates(docs: readonly Obj[]): { owner: string; kind: string; labels: Obj; spec: Obj; selector: Obj | undefined }[] {
+export function podTemplates(
+  docs: readonly Obj[],
+): { owner: string; kind: string; labels: Obj; spec: Obj; selector: Obj | undefined }[] {
   return docs
     .filter((d) => ['Deployment', 'StatefulSet', 'Job'].includes(d.kind as string))
     .map((d) => ({

@@ -27,7 +27,8 @@ function describePeer(peer: Obj): string {
   const labels = (peer.podSelector?.matchLabels ?? {}) as Obj;
   const expressions = (peer.podSelector?.matchExpressions ?? []) as Obj[];
   let pods: string;
-  if (expressions.length > 0) pods = `${expressions.map((e) => `${e.key} in ${(e.values as string[]).join('|')}`).join(',')}`;
+  if (expressions.length > 0)
+    pods = `${expressions.map((e) => `${e.key} in ${(e.values as string[]).join('|')}`).join(',')}`;
   else pods = String(labels['app.kubernetes.io/name'] ?? labels['k8s-app'] ?? labels.app ?? '*');
   return ns ? `${ns}/${pods}` : pods;
 }
@@ -37,10 +38,14 @@ function flows(docs: readonly Obj[]): string[] {
   for (const p of docs.filter((d) => d.kind === 'NetworkPolicy')) {
     const self = describePeer({ podSelector: p.spec.podSelector });
     for (const rule of (p.spec.ingress ?? []) as Obj[]) {
-      for (const from of rule.from as Obj[]) for (const port of rule.ports as Obj[]) out.push(`${describePeer(from)} -> ${self}:${port.port}/${port.protocol} (ingress)`);
+      for (const from of rule.from as Obj[])
+        for (const port of rule.ports as Obj[])
+          out.push(`${describePeer(from)} -> ${self}:${port.port}/${port.protocol} (ingress)`);
     }
     for (const rule of (p.spec.egress ?? []) as Obj[]) {
-      for (const to of rule.to as Obj[]) for (const port of rule.ports as Obj[]) out.push(`${self} -> ${describePeer(to)}:${port.port}/${port.protocol} (egress)`);
+      for (const to of rule.to as Obj[])
+        for (const port of rule.ports as Obj[])
+          out.push(`${self} -> ${describePeer(to)}:${port.port}/${port.protocol} (egress)`);
     }
   }
   return out.sort();
@@ -76,7 +81,16 @@ const EXPECTED_FLOWS: Record<(typeof ENVS)[number], string[]> = {
   ].sort(),
 };
 
-const RESTRICTED_VOLUME_TYPES = new Set(['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret']);
+const RESTRICTED_VOLUME_TYPES = new Set([
+  'configMap',
+  'csi',
+  'downwardAPI',
+  'emptyDir',
+  'ephemeral',
+  'persistentVolumeClaim',
+  'projected',
+  'secret',
+]);
 
 describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
   test('the namespace enforces the restricted Pod Security profile and holds every other object', async () => {
@@ -84,14 +98,23 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
     const ns = find(docs, 'Namespace', `async-jobs-${env}`);
     expect(ns.metadata.labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
     expect(ns.metadata.labels['pod-security.kubernetes.io/enforce-version']).toBe('v1.28');
-    for (const d of docs.filter((x) => x.kind !== 'Namespace')) expect(`${d.kind}/${d.metadata.name}:${d.metadata.namespace}`).toBe(`${d.kind}/${d.metadata.name}:async-jobs-${env}`);
+    for (const d of docs.filter((x) => x.kind !== 'Namespace'))
+      expect(`${d.kind}/${d.metadata.name}:${d.metadata.namespace}`).toBe(
+        `${d.kind}/${d.metadata.name}:async-jobs-${env}`,
+      );
   });
 
   test('every pod meets the restricted profile with numeric non-root ids and a read-only root filesystem', async () => {
     for (const t of podTemplates(await docsOf(env))) {
       const pod = t.spec.securityContext as Obj;
-      expect({ owner: t.owner, runAsNonRoot: pod.runAsNonRoot, seccomp: pod.seccompProfile }).toEqual({ owner: t.owner, runAsNonRoot: true, seccomp: { type: 'RuntimeDefault' } });
-      expect(Number.isInteger(pod.runAsUser) && pod.runAsUser > 0 && Number.isInteger(pod.runAsGroup) && pod.runAsGroup > 0).toBe(true);
+      expect({ owner: t.owner, runAsNonRoot: pod.runAsNonRoot, seccomp: pod.seccompProfile }).toEqual({
+        owner: t.owner,
+        runAsNonRoot: true,
+        seccomp: { type: 'RuntimeDefault' },
+      });
+      expect(
+        Number.isInteger(pod.runAsUser) && pod.runAsUser > 0 && Number.isInteger(pod.runAsGroup) && pod.runAsGroup > 0,
+      ).toBe(true);
       expect([t.spec.hostNetwork, t.spec.hostPID, t.spec.hostIPC]).toEqual([undefined, undefined, undefined]);
       for (const v of (t.spec.volumes ?? []) as Obj[]) {
         const types = Object.keys(v).filter((k) => k !== 'name');
@@ -117,7 +140,12 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
   });
 
   test('the services run as 10001 and the broker and database as the images’ own 999, as the model says', async () => {
-    const ids = Object.fromEntries(podTemplates(await docsOf(env)).map((t) => [t.owner, [t.spec.securityContext.runAsUser, t.spec.securityContext.runAsGroup]]));
+    const ids = Object.fromEntries(
+      podTemplates(await docsOf(env)).map((t) => [
+        t.owner,
+        [t.spec.securityContext.runAsUser, t.spec.securityContext.runAsGroup],
+      ]),
+    );
     expect(ids['Deployment/producer']).toEqual([10001, 10001]);
     expect(ids['Deployment/consumer']).toEqual([10001, 10001]);
     expect(ids['StatefulSet/rabbitmq']).toEqual([999, 999]);
@@ -125,7 +153,8 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
   });
 
   test('no pod gets a service account token (RabbitMQ 4.1 peer discovery does not use the API)', async () => {
-    for (const t of podTemplates(await docsOf(env))) expect([t.owner, t.spec.automountServiceAccountToken]).toEqual([t.owner, false]);
+    for (const t of podTemplates(await docsOf(env)))
+      expect([t.owner, t.spec.automountServiceAccountToken]).toEqual([t.owner, false]);
     const docs = await docsOf(env);
     expect(docs.filter((d) => ['ServiceAccount', 'Role', 'RoleBinding'].includes(d.kind as string))).toEqual([]);
   });
@@ -133,12 +162,12 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
   test('every container has requests and limits for cpu, memory and ephemeral storage', async () => {
     for (const t of podTemplates(await docsOf(env))) {
       for (const c of [...((t.spec.initContainers ?? []) as Obj[]), ...(t.spec.containers as Obj[])]) {
-        expect([t.owner, c.name, Object.keys(c.resources.limits).sort(), Object.keys(c.resources.requests).sort()]).toEqual([
+        expect([
           t.owner,
           c.name,
-          ['cpu', 'ephemeral-storage', 'memory'],
-          ['cpu', 'ephemeral-storage', 'memory'],
-        ]);
+          Object.keys(c.resources.limits).sort(),
+          Object.keys(c.resources.requests).sort(),
+        ]).toEqual([t.owner, c.name, ['cpu', 'ephemeral-storage', 'memory'], ['cpu', 'ephemeral-storage', 'memory']]);
       }
     }
   });
@@ -146,7 +175,10 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
   test('every service container has probes: readiness, liveness and startup, except RabbitMQ (readiness only) and the one-shot Job', async () => {
     const kinds: Record<string, string[]> = {};
     for (const t of podTemplates(await docsOf(env))) {
-      for (const c of t.spec.containers as Obj[]) kinds[`${t.owner}/${c.name}`] = ['readinessProbe', 'livenessProbe', 'startupProbe'].filter((p) => c[p] !== undefined);
+      for (const c of t.spec.containers as Obj[])
+        kinds[`${t.owner}/${c.name}`] = ['readinessProbe', 'livenessProbe', 'startupProbe'].filter(
+          (p) => c[p] !== undefined,
+        );
     }
     const expected: Record<string, string[]> = {
       'Deployment/consumer/consumer': ['readinessProbe', 'livenessProbe', 'startupProbe'],
@@ -157,7 +189,11 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
     if (env === 'prod') expected['Job/mongo-replica-set-init/initiate'] = [];
     expect(kinds).toEqual(expected);
     const producer = find(await docsOf(env), 'Deployment', 'producer').spec.template.spec.containers[0] as Obj;
-    expect([producer.readinessProbe.httpGet.path, producer.livenessProbe.httpGet.path, producer.startupProbe.httpGet.path]).toEqual(['/readyz', '/healthz', '/healthz']);
+    expect([
+      producer.readinessProbe.httpGet.path,
+      producer.livenessProbe.httpGet.path,
+      producer.startupProbe.httpGet.path,
+    ]).toEqual(['/readyz', '/healthz', '/healthz']);
   });
 
   test('the NetworkPolicies deny everything and then allow exactly the system’s flows', async () => {
@@ -165,7 +201,9 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
     const deny = find(docs, 'NetworkPolicy', 'default-deny');
     expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
     expect(flows(docs)).toEqual(EXPECTED_FLOWS[env]);
-    for (const p of docs.filter((d) => d.kind === 'NetworkPolicy' && !['default-deny', 'allow-dns'].includes(d.metadata.name as string))) {
+    for (const p of docs.filter(
+      (d) => d.kind === 'NetworkPolicy' && !['default-deny', 'allow-dns'].includes(d.metadata.name as string),
+    )) {
       expect([p.metadata.name, p.spec.policyTypes]).toEqual([p.metadata.name, ['Ingress', 'Egress']]);
     }
   });
@@ -173,17 +211,27 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
   test('selectors equal the pod template labels, and Services select existing pods', async () => {
     const docs = await docsOf(env);
     const templates = podTemplates(docs);
-    for (const t of templates.filter((x) => x.kind !== 'Job')) expect([t.owner, t.selector]).toEqual([t.owner, { matchLabels: t.labels }]);
+    for (const t of templates.filter((x) => x.kind !== 'Job'))
+      expect([t.owner, t.selector]).toEqual([t.owner, { matchLabels: t.labels }]);
     for (const s of docs.filter((d) => d.kind === 'Service')) {
-      expect([s.metadata.name, templates.some((t) => JSON.stringify(t.labels) === JSON.stringify(s.spec.selector))]).toEqual([s.metadata.name, true]);
+      expect([
+        s.metadata.name,
+        templates.some((t) => JSON.stringify(t.labels) === JSON.stringify(s.spec.selector)),
+      ]).toEqual([s.metadata.name, true]);
     }
     for (const pdb of docs.filter((d) => d.kind === 'PodDisruptionBudget')) {
-      expect([pdb.metadata.name, templates.some((t) => JSON.stringify({ matchLabels: t.labels }) === JSON.stringify(pdb.spec.selector))]).toEqual([pdb.metadata.name, true]);
+      expect([
+        pdb.metadata.name,
+        templates.some((t) => JSON.stringify({ matchLabels: t.labels }) === JSON.stringify(pdb.spec.selector)),
+      ]).toEqual([pdb.metadata.name, true]);
     }
   });
 
   test('names match the other targets', async () => {
-    const names = (await docsOf(env)).filter((d) => ['StatefulSet', 'Deployment', 'Service'].includes(d.kind as string)).map((d) => `${d.kind}/${d.metadata.name}`).sort();
+    const names = (await docsOf(env))
+      .filter((d) => ['StatefulSet', 'Deployment', 'Service'].includes(d.kind as string))
+      .map((d) => `${d.kind}/${d.metadata.name}`)
+      .sort();
     expect(names).toEqual([
       'Deployment/consumer',
       'Deployment/producer',
@@ -205,7 +253,8 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
     }
     for (const t of podTemplates(docs)) {
       for (const c of [...((t.spec.initContainers ?? []) as Obj[]), ...(t.spec.containers as Obj[])]) {
-        for (const e of (c.env ?? []) as Obj[]) expect([e.name, /(PASSWORD|SECRET|TOKEN|COOKIE)/i.test(e.name as string)]).toEqual([e.name, false]);
+        for (const e of (c.env ?? []) as Obj[])
+          expect([e.name, /(PASSWORD|SECRET|TOKEN|COOKIE)/i.test(e.name as string)]).toEqual([e.name, false]);
       }
     }
     const producer = find(docs, 'Deployment', 'producer').spec.template.spec as Obj;
@@ -219,12 +268,21 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
         ],
       },
     });
-    expect(producer.containers[0].volumeMounts).toContainEqual({ name: 'secrets', mountPath: '/run/secrets', readOnly: true });
+    expect(producer.containers[0].volumeMounts).toContainEqual({
+      name: 'secrets',
+      mountPath: '/run/secrets',
+      readOnly: true,
+    });
   });
 
   test('both stateful services keep their data in a volumeClaimTemplate sized from the model', async () => {
     const docs = await docsOf(env);
-    const size = (name: string): unknown => find(docs, 'StatefulSet', name).spec.volumeClaimTemplates.map((c: Obj) => [c.metadata.name, c.spec.accessModes, c.spec.resources.requests.storage]);
+    const size = (name: string): unknown =>
+      find(docs, 'StatefulSet', name).spec.volumeClaimTemplates.map((c: Obj) => [
+        c.metadata.name,
+        c.spec.accessModes,
+        c.spec.resources.requests.storage,
+      ]);
     expect(size('rabbitmq')).toEqual([['rabbitmq-data', ['ReadWriteOnce'], env === 'prod' ? '20Gi' : '1Gi']]);
     expect(size('mongo')).toEqual([['mongo-data', ['ReadWriteOnce'], env === 'prod' ? '50Gi' : '1Gi']]);
   });
@@ -232,7 +290,11 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
 
 describe('replication, autoscaling and disruption in prod', () => {
   test('every replicated workload has a PodDisruptionBudget; dev has none', async () => {
-    const pdbs = (docs: Obj[]): string[] => docs.filter((d) => d.kind === 'PodDisruptionBudget').map((d) => `${d.metadata.name}:${d.spec.maxUnavailable}`).sort();
+    const pdbs = (docs: Obj[]): string[] =>
+      docs
+        .filter((d) => d.kind === 'PodDisruptionBudget')
+        .map((d) => `${d.metadata.name}:${d.spec.maxUnavailable}`)
+        .sort();
     expect(pdbs(await docsOf('prod'))).toEqual(['consumer:1', 'mongo:1', 'producer:1', 'rabbitmq:1']);
     expect(pdbs(await docsOf('dev'))).toEqual([]);
   });
@@ -243,13 +305,21 @@ describe('replication, autoscaling and disruption in prod', () => {
     expect(find(docs, 'Deployment', 'consumer').spec.replicas).toBeUndefined();
     expect(find(docs, 'HorizontalPodAutoscaler', 'producer').spec).toEqual({
       maxReplicas: 10,
-      metrics: [{ resource: { name: 'cpu', target: { averageUtilization: 70, type: 'Utilization' } }, type: 'Resource' }],
+      metrics: [
+        { resource: { name: 'cpu', target: { averageUtilization: 70, type: 'Utilization' } }, type: 'Resource' },
+      ],
       minReplicas: 3,
       scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'producer' },
     });
     expect(docs.filter((d) => d.kind === 'HorizontalPodAutoscaler').map((d) => d.metadata.name)).toEqual(['producer']);
     const scaled = find(docs, 'ScaledObject', 'consumer');
-    expect(scaled.spec.triggers[0].metadata).toEqual({ host: 'amqp://rabbitmq.async-jobs-prod.svc:5672/%2F', mode: 'QueueLength', protocol: 'amqp', queueName: 'jobs.work', value: '100' });
+    expect(scaled.spec.triggers[0].metadata).toEqual({
+      host: 'amqp://rabbitmq.async-jobs-prod.svc:5672/%2F',
+      mode: 'QueueLength',
+      protocol: 'amqp',
+      queueName: 'jobs.work',
+      value: '100',
+    });
     expect(find(docs, 'TriggerAuthentication', 'consumer-rabbitmq').spec).toEqual({
       env: [{ containerName: 'consumer', name: 'AMQP_USERNAME', parameter: 'username' }],
       secretTargetRef: [{ key: 'value', name: 'rabbitmq-password', parameter: 'password' }],
@@ -259,9 +329,17 @@ describe('replication, autoscaling and disruption in prod', () => {
   });
 
   test('KEDA objects match a minimal schema that rejects unknown fields (KEDA CRDs are not in the Kubernetes schema)', async () => {
-    const strict = (properties: Obj, required: string[]): Obj => ({ type: 'object', additionalProperties: false, properties, required });
+    const strict = (properties: Obj, required: string[]): Obj => ({
+      type: 'object',
+      additionalProperties: false,
+      properties,
+      required,
+    });
     const str = { type: 'string' };
-    const meta = strict({ name: str, namespace: str, labels: { type: 'object', additionalProperties: str } }, ['name', 'namespace']);
+    const meta = strict({ name: str, namespace: str, labels: { type: 'object', additionalProperties: str } }, [
+      'name',
+      'namespace',
+    ]);
     const scaledObject = strict(
       {
         apiVersion: { const: 'keda.sh/v1alpha1' },
@@ -278,7 +356,16 @@ describe('replication, autoscaling and disruption in prod', () => {
               items: strict(
                 {
                   type: { const: 'rabbitmq' },
-                  metadata: strict({ host: str, protocol: { enum: ['amqp', 'http', 'auto'] }, mode: { enum: ['QueueLength', 'MessageRate'] }, queueName: str, value: { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?$' } }, ['mode', 'queueName', 'value']),
+                  metadata: strict(
+                    {
+                      host: str,
+                      protocol: { enum: ['amqp', 'http', 'auto'] },
+                      mode: { enum: ['QueueLength', 'MessageRate'] },
+                      queueName: str,
+                      value: { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?$' },
+                    },
+                    ['mode', 'queueName', 'value'],
+                  ),
                   authenticationRef: strict({ name: str }, ['name']),
                 },
                 ['type', 'metadata'],
@@ -290,7 +377,10 @@ describe('replication, autoscaling and disruption in prod', () => {
       },
       ['apiVersion', 'kind', 'metadata', 'spec'],
     );
-    const ref = (extra: Obj): Obj => ({ type: 'array', items: strict({ parameter: str, name: str, ...extra }, ['parameter', 'name']) });
+    const ref = (extra: Obj): Obj => ({
+      type: 'array',
+      items: strict({ parameter: str, name: str, ...extra }, ['parameter', 'name']),
+    });
     const triggerAuth = strict(
       {
         apiVersion: { const: 'keda.sh/v1alpha1' },
@@ -302,7 +392,10 @@ describe('replication, autoscaling and disruption in prod', () => {
     );
     const ajv = new Ajv({ allErrors: true, strict: true });
     const docs = await docsOf('prod');
-    for (const [schema, kind] of [[scaledObject, 'ScaledObject'], [triggerAuth, 'TriggerAuthentication']] as const) {
+    for (const [schema, kind] of [
+      [scaledObject, 'ScaledObject'],
+      [triggerAuth, 'TriggerAuthentication'],
+    ] as const) {
       const validate = ajv.compile(schema);
       const objects = docs.filter((d) => d.kind === kind);
       expect(objects).toHaveLength(1);
@@ -319,12 +412,17 @@ describe('replication, autoscaling and disruption in prod', () => {
     const set = find(docs, 'StatefulSet', 'rabbitmq').spec as Obj;
     expect([set.replicas, set.serviceName]).toEqual([3, 'rabbitmq-headless']);
     const pod = set.template.spec as Obj;
-    expect(pod.containers[0].env.find((e: Obj) => e.name === 'RABBITMQ_NODENAME').value).toBe('rabbit@$(POD_NAME).rabbitmq-headless.$(POD_NAMESPACE)');
+    expect(pod.containers[0].env.find((e: Obj) => e.name === 'RABBITMQ_NODENAME').value).toBe(
+      'rabbit@$(POD_NAME).rabbitmq-headless.$(POD_NAMESPACE)',
+    );
     expect(pod.initContainers.map((c: Obj) => c.name)).toEqual(['erlang-cookie']);
     expect(pod.volumes.find((v: Obj) => v.name === 'erlang-cookie').projected.sources).toEqual([
       { secret: { name: 'rabbitmq-erlang-cookie', items: [{ key: 'value', path: 'rabbitmq-erlang-cookie' }] } },
     ]);
-    expect(find(docs, 'Service', 'rabbitmq-headless').spec).toMatchObject({ clusterIP: 'None', publishNotReadyAddresses: true });
+    expect(find(docs, 'Service', 'rabbitmq-headless').spec).toMatchObject({
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+    });
     // The kubelet would expand `$(cat …)`; `$$(` keeps the shell substitution for sh.
     expect(pod.containers[0].command[2]).toContain('RABBITMQ_DEFAULT_PASS="$$(cat "$RABBITMQ_DEFAULT_PASS_FILE")"');
   });
@@ -332,50 +430,94 @@ describe('replication, autoscaling and disruption in prod', () => {
   test('MongoDB runs a 3-member replica set with a key file, an idempotent initiation Job and member-listing connection strings', async () => {
     const docs = await docsOf('prod');
     const pod = find(docs, 'StatefulSet', 'mongo').spec.template.spec as Obj;
-    expect(pod.containers[0].command[2]).toContain('exec docker-entrypoint.sh mongod --replSet rs0 --bind_ip_all --port 27017 --keyFile /etc/mongo-keyfile/key');
+    expect(pod.containers[0].command[2]).toContain(
+      'exec docker-entrypoint.sh mongod --replSet rs0 --bind_ip_all --port 27017 --keyFile /etc/mongo-keyfile/key',
+    );
     expect(pod.initContainers.map((c: Obj) => c.name)).toEqual(['keyfile']);
     const script = find(docs, 'ConfigMap', 'mongo-replica-set-init').data['initiate.js'] as string;
     expect(script).toContain('replSetGetStatus');
     expect(script.indexOf('replSetGetStatus')).toBeLessThan(script.indexOf('replSetInitiate'));
     expect(script).toContain('status.code !== 94');
-    const url = 'mongodb://app@mongo-0.mongo-headless.async-jobs-prod.svc:27017,mongo-1.mongo-headless.async-jobs-prod.svc:27017,mongo-2.mongo-headless.async-jobs-prod.svc:27017/jobs?authSource=admin&replicaSet=rs0';
+    const url =
+      'mongodb://app@mongo-0.mongo-headless.async-jobs-prod.svc:27017,mongo-1.mongo-headless.async-jobs-prod.svc:27017,mongo-2.mongo-headless.async-jobs-prod.svc:27017/jobs?authSource=admin&replicaSet=rs0';
     expect(find(docs, 'ConfigMap', 'producer-env').data.MONGO_URL).toBe(url);
     expect(find(docs, 'ConfigMap', 'consumer-env').data.MONGO_URL).toBe(url);
     const job = find(docs, 'Job', 'mongo-replica-set-init').spec as Obj;
     expect([job.backoffLimit, job.activeDeadlineSeconds, job.template.spec.restartPolicy]).toEqual([6, 900, 'Never']);
-    expect(find(await docsOf('dev'), 'ConfigMap', 'producer-env').data.MONGO_URL).toBe('mongodb://app@mongo:27017/jobs?authSource=admin');
+    expect(find(await docsOf('dev'), 'ConfigMap', 'producer-env').data.MONGO_URL).toBe(
+      'mongodb://app@mongo:27017/jobs?authSource=admin',
+    );
   });
 
   test('rolling updates, grace periods from the model and spreading in prod', async () => {
     const docs = await docsOf('prod');
     const consumer = find(docs, 'Deployment', 'consumer').spec as Obj;
-    expect([consumer.strategy, consumer.minReadySeconds, consumer.progressDeadlineSeconds]).toEqual([{ rollingUpdate: { maxSurge: '25%', maxUnavailable: 0 }, type: 'RollingUpdate' }, 10, 600]);
+    expect([consumer.strategy, consumer.minReadySeconds, consumer.progressDeadlineSeconds]).toEqual([
+      { rollingUpdate: { maxSurge: '25%', maxUnavailable: 0 }, type: 'RollingUpdate' },
+      10,
+      600,
+    ]);
     expect(consumer.template.spec.terminationGracePeriodSeconds).toBe(60);
-    expect(consumer.template.spec.topologySpreadConstraints.map((c: Obj) => c.topologyKey)).toEqual(['kubernetes.io/hostname', 'topology.kubernetes.io/zone']);
-    expect(find(docs, 'StatefulSet', 'mongo').spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey).toBe('kubernetes.io/hostname');
-    expect(find(await docsOf('dev'), 'Deployment', 'consumer').spec.template.spec.topologySpreadConstraints).toBeUndefined();
+    expect(consumer.template.spec.topologySpreadConstraints.map((c: Obj) => c.topologyKey)).toEqual([
+      'kubernetes.io/hostname',
+      'topology.kubernetes.io/zone',
+    ]);
+    expect(
+      find(docs, 'StatefulSet', 'mongo').spec.template.spec.affinity.podAntiAffinity
+        .requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey,
+    ).toBe('kubernetes.io/hostname');
+    expect(
+      find(await docsOf('dev'), 'Deployment', 'consumer').spec.template.spec.topologySpreadConstraints,
+    ).toBeUndefined();
   });
 
   test('the producer has an Ingress for the model’s host in prod and none in dev', async () => {
     expect(find(await docsOf('prod'), 'Ingress', 'producer').spec).toEqual({
       ingressClassName: 'nginx',
-      rules: [{ host: 'jobs.example.com', http: { paths: [{ backend: { service: { name: 'producer', port: { name: 'http' } } }, path: '/', pathType: 'Prefix' } }] } }],
+      rules: [
+        {
+          host: 'jobs.example.com',
+          http: {
+            paths: [
+              { backend: { service: { name: 'producer', port: { name: 'http' } } }, path: '/', pathType: 'Prefix' },
+            ],
+          },
+        },
+      ],
     });
     expect((await docsOf('dev')).filter((d) => d.kind === 'Ingress')).toEqual([]);
   });
 });
 
 describe('secret values never reach any output', () => {
-  test('a sentinel written into every secret file appears in no synthesized file of any target', async () => {
+  test('a sentinel written into every secret file appears in no synthesized file, of any target or of a cluster', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'k8s-sentinel-'));
     const sentinel = `SENTINEL-${process.pid}-${Date.now()}-c0ffee`;
     try {
-      for (const n of ['mongo-password', 'rabbitmq-erlang-cookie', 'rabbitmq-password']) writeFileSync(join(dir, n), sentinel);
-      const system = testSystem('sentinel', clusterProps(), (n) => join(dir, n));
-      const result = await synthesize({ systems: [system], targets: TARGETS, resolveOptions: { repoRoot: REPO_ROOT, imageTag: () => 'src-000000000000' } });
-      expect(result.errors).toEqual([]);
-      expect(result.files.some((f) => f.path === 'sentinel/kubernetes.k8s.yaml')).toBe(true);
-      expect(result.files.filter((f) => f.content.includes(sentinel)).map((f) => f.path)).toEqual([]);
+      for (const n of ['mongo-password', 'rabbitmq-erlang-cookie', 'rabbitmq-password'])
+        writeFileSync(join(dir, n), sentinel);
+      const opts = { resolveOptions: { repoRoot: REPO_ROOT, imageTag: () => 'src-000000000000' } };
+      // Every target on a single-node model (the others report clusters as gaps); Kubernetes also on a cluster.
+      const single = {
+        producer: { image: ImageSource.build('services', 'producer', 'ghcr.io/x/producer') },
+        consumer: { image: ImageSource.build('services', 'consumer', 'ghcr.io/x/consumer') },
+      };
+      const all = await synthesize({
+        systems: [testSystem('single', single, (n) => join(dir, n))],
+        targets: TARGETS,
+        ...opts,
+      });
+      const cluster = await synthesize({
+        systems: [testSystem('cluster', clusterProps(), (n) => join(dir, n))],
+        targets: [kubernetesTarget],
+        ...opts,
+      });
+      expect([...all.errors, ...cluster.errors]).toEqual([]);
+      const files = [...all.files, ...cluster.files];
+      expect(files.map((f) => f.path)).toEqual(
+        expect.arrayContaining(['single/kubernetes.k8s.yaml', 'cluster/kubernetes.k8s.yaml']),
+      );
+      expect(files.filter((f) => f.content.includes(sentinel)).map((f) => f.path)).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -384,7 +526,11 @@ describe('secret values never reach any output', () => {
 
 describe('models the Kubernetes target cannot express', () => {
   const synth = (props: Parameters<typeof testSystem>[1]) =>
-    synthesize({ systems: [testSystem('t', props)], targets: [kubernetesTarget], resolveOptions: { repoRoot: REPO_ROOT, imageTag: () => 'src-000000000000' } });
+    synthesize({
+      systems: [testSystem('t', props)],
+      targets: [kubernetesTarget],
+      resolveOptions: { repoRoot: REPO_ROOT, imageTag: () => 'src-000000000000' },
+    });
 
   test('a 2-node RabbitMQ cluster is refused because quorum queues need an odd majority', async () => {
     const result = await synth(clusterProps({ broker: { replicas: 2 } }));
@@ -405,14 +551,19 @@ describe('models the Kubernetes target cannot express', () => {
 
   test('a replica set without any secret to make a key file from is refused by name', () => {
     const system = resolved(testSystem('t', clusterProps({ database: { replicas: 3, passwordSecret: 'db-root' } })));
-    const out = kubernetesTarget.synth(system, DEFAULT_CONTEXT) as ReturnType<typeof kubernetesTarget.synth> & { errors: string[] };
+    const out = kubernetesTarget.synth(system, DEFAULT_CONTEXT) as ReturnType<typeof kubernetesTarget.synth> & {
+      errors: string[];
+    };
     expect(out.errors).toEqual([
       '[t/mongo] secrets: got no "mongo-keyfile" and no "db-root" secret, expected one of them because a 3-member replica set with authentication needs a key file',
     ]);
   });
 
   test('a persistent volume on a Deployment is reported as a gap, not dropped', async () => {
-    const result = await synth({ volumes: { uploads: { size: Memory.gibibytes(1) } }, producer: { volumeMounts: [{ volume: 'uploads', path: '/uploads' }] } });
+    const result = await synth({
+      volumes: { uploads: { size: Memory.gibibytes(1) } },
+      producer: { volumeMounts: [{ volume: 'uploads', path: '/uploads' }] },
+    });
     expect(result.errors).toEqual([
       '[t/producer] kubernetes cannot express "volume-on-stateless-service": it cannot mount the persistent volume "uploads" into the replicated Deployment producer (each replica would need its own claim); ' +
         "accept it in the model with acceptedGaps: [{ target: 'kubernetes', feature: 'volume-on-stateless-service', reason: '…' }] or change the model",
@@ -421,8 +572,14 @@ describe('models the Kubernetes target cannot express', () => {
 });
 
 describe('model variants', () => {
-  const objects = async (props: Parameters<typeof testSystem>[1]): Promise<{ docs: Obj[]; warnings: readonly string[] }> => {
-    const result = await synthesize({ systems: [testSystem('t', props)], targets: [kubernetesTarget], resolveOptions: { repoRoot: REPO_ROOT, imageTag: () => 'src-000000000000' } });
+  const objects = async (
+    props: Parameters<typeof testSystem>[1],
+  ): Promise<{ docs: Obj[]; warnings: readonly string[] }> => {
+    const result = await synthesize({
+      systems: [testSystem('t', props)],
+      targets: [kubernetesTarget],
+      resolveOptions: { repoRoot: REPO_ROOT, imageTag: () => 'src-000000000000' },
+    });
     expect(result.errors).toEqual([]);
     const file = result.files[0];
     if (!file) throw new Error('no file');
@@ -430,27 +587,51 @@ describe('model variants', () => {
   };
 
   test('RabbitMQ before 4.1 discovers peers through the API: only its pods get a token, a Role to get endpoints and egress to the API', async () => {
-    const { docs } = await objects(clusterProps({ broker: { replicas: 3, image: ImageSource.registry('rabbitmq:4.0.9') } }));
-    expect(find(docs, 'Role', 'rabbitmq').rules).toEqual([{ apiGroups: [''], resources: ['endpoints'], verbs: ['get'] }]);
-    expect(find(docs, 'RoleBinding', 'rabbitmq').subjects).toEqual([{ kind: 'ServiceAccount', name: 'rabbitmq', namespace: 'async-jobs-t' }]);
-    const tokens = podTemplates(docs).filter((t) => t.spec.automountServiceAccountToken !== false).map((t) => [t.owner, t.spec.serviceAccountName]);
+    const { docs } = await objects(
+      clusterProps({ broker: { replicas: 3, image: ImageSource.registry('rabbitmq:4.0.9') } }),
+    );
+    expect(find(docs, 'Role', 'rabbitmq').rules).toEqual([
+      { apiGroups: [''], resources: ['endpoints'], verbs: ['get'] },
+    ]);
+    expect(find(docs, 'RoleBinding', 'rabbitmq').subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'rabbitmq', namespace: 'async-jobs-t' },
+    ]);
+    const tokens = podTemplates(docs)
+      .filter((t) => t.spec.automountServiceAccountToken !== false)
+      .map((t) => [t.owner, t.spec.serviceAccountName]);
     expect(tokens).toEqual([['StatefulSet/rabbitmq', 'rabbitmq']]);
     expect(flows(docs)).toContain('rabbitmq -> 0.0.0.0/0:443/TCP (egress)');
     expect(flows(docs)).toContain('rabbitmq -> 0.0.0.0/0:6443/TCP (egress)');
-    expect(find(docs, 'ConfigMap', 'rabbitmq-config').data['rabbitmq.conf']).toContain('cluster_formation.k8s.service_name = rabbitmq-headless\n');
+    expect(find(docs, 'ConfigMap', 'rabbitmq-config').data['rabbitmq.conf']).toContain(
+      'cluster_formation.k8s.service_name = rabbitmq-headless\n',
+    );
   });
 
   test('a declared mongo-keyfile secret is used as the key file instead of deriving one', async () => {
-    const { docs, warnings } = await objects(clusterProps({ secrets: { 'mongo-keyfile': { source: SecretSource.external(), description: 'key' } } }));
+    const { docs, warnings } = await objects(
+      clusterProps({ secrets: { 'mongo-keyfile': { source: SecretSource.external(), description: 'key' } } }),
+    );
     const init = find(docs, 'StatefulSet', 'mongo').spec.template.spec.initContainers[0] as Obj;
-    expect(init.command[2]).toBe('set -eu; umask 0277; rm -f /etc/mongo-keyfile/key; cat /run/secrets/mongo-keyfile > /etc/mongo-keyfile/key');
+    expect(init.command[2]).toBe(
+      'set -eu; umask 0277; rm -f /etc/mongo-keyfile/key; cat /run/secrets/mongo-keyfile > /etc/mongo-keyfile/key',
+    );
     expect(warnings.filter((w) => w.includes('key file'))).toEqual([]);
   });
 
   test('a consumer that scales on CPU gets an HPA instead of a ScaledObject', async () => {
-    const { docs } = await objects(clusterProps({ consumer: { image: ImageSource.build('services', 'consumer', 'ghcr.io/x/consumer'), autoscaling: { minReplicas: 2, maxReplicas: 5 } } }));
+    const { docs } = await objects(
+      clusterProps({
+        consumer: {
+          image: ImageSource.build('services', 'consumer', 'ghcr.io/x/consumer'),
+          autoscaling: { minReplicas: 2, maxReplicas: 5 },
+        },
+      }),
+    );
     expect(docs.filter((d) => d.kind === 'ScaledObject')).toEqual([]);
-    expect(find(docs, 'HorizontalPodAutoscaler', 'consumer').spec.metrics[0].resource.target).toEqual({ averageUtilization: 70, type: 'Utilization' });
+    expect(find(docs, 'HorizontalPodAutoscaler', 'consumer').spec.metrics[0].resource.target).toEqual({
+      averageUtilization: 70,
+      type: 'Utilization',
+    });
   });
 });
 
@@ -460,8 +641,11 @@ describe('offline validation with real tools', () => {
 
   test('every object validates against the Kubernetes 1.28 schema with unknown fields rejected (kubernetes-validate --strict)', async () => {
     if (!available) {
-      if (process.env.CI === 'true') throw new Error('kubernetes-validate is not installed: run scripts/install-k8s-validators.sh');
-      console.warn('kubernetes-validate is not installed (scripts/install-k8s-validators.sh); skipping the strict schema check');
+      if (process.env.CI === 'true')
+        throw new Error('kubernetes-validate is not installed: run scripts/install-k8s-validators.sh');
+      console.warn(
+        'kubernetes-validate is not installed (scripts/install-k8s-validators.sh); skipping the strict schema check',
+      );
       return;
     }
     const dir = mkdtempSync(join(tmpdir(), 'k8s-validate-'));
@@ -475,7 +659,13 @@ describe('offline validation with real tools', () => {
       const run = spawnSync('kubernetes-validate', ['-k', '1.28.0', '--strict', ...files], { encoding: 'utf8' });
       const lines = `${run.stdout}${run.stderr}`.split('\n').filter((l) => l.trim() !== '');
       // KEDA's CRDs are not part of the Kubernetes schema; their shape is checked by the ajv test above.
-      const unexpected = lines.filter((l) => !l.startsWith('INFO ') && !/Couldn't find schema for kind (ScaledObject|TriggerAuthentication) with api version keda\.sh\/v1alpha1/.test(l));
+      const unexpected = lines.filter(
+        (l) =>
+          !l.startsWith('INFO ') &&
+          !/Couldn't find schema for kind (ScaledObject|TriggerAuthentication) with api version keda\.sh\/v1alpha1/.test(
+            l,
+          ),
+      );
       expect(unexpected).toEqual([]);
       expect(run.status).toBe(0);
       expect(lines.filter((l) => l.startsWith('INFO ')).length).toBeGreaterThan(40);
@@ -484,22 +674,22 @@ describe('offline validation with real tools', () => {
     }
   });
 
-  test(
-    'cdk8s synth --no-check-upgrade from the repository root writes exactly the manifests of npm run synth',
-    async () => {
-      const out = mkdtempSync(join(tmpdir(), 'k8s-cdk8s-'));
-      try {
-        const bin = join(REPO_ROOT, 'node_modules', '.bin');
-        execFileSync(join(bin, 'cdk8s'), ['synth', '--no-check-upgrade', '--output', out], {
-          cwd: REPO_ROOT,
-          env: { ...process.env, PATH: `${join(REPO_ROOT, '.tools', 'node_modules', '.bin')}:${bin}:${process.env.PATH ?? ''}` },
-          stdio: 'pipe',
-        });
-        for (const env of ENVS) expect(readFileSync(join(out, manifest(env)), 'utf8')).toBe(await synthFile(manifest(env)));
-      } finally {
-        rmSync(out, { recursive: true, force: true });
-      }
-    },
-    180_000,
-  );
+  test('cdk8s synth --no-check-upgrade from the repository root writes exactly the manifests of npm run synth', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'k8s-cdk8s-'));
+    try {
+      const bin = join(REPO_ROOT, 'node_modules', '.bin');
+      execFileSync(join(bin, 'cdk8s'), ['synth', '--no-check-upgrade', '--output', out], {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          PATH: `${join(REPO_ROOT, '.tools', 'node_modules', '.bin')}:${bin}:${process.env.PATH ?? ''}`,
+        },
+        stdio: 'pipe',
+      });
+      for (const env of ENVS)
+        expect(readFileSync(join(out, manifest(env)), 'utf8')).toBe(await synthFile(manifest(env)));
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 180_000);
 });

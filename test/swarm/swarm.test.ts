@@ -75,33 +75,9 @@ interface StackFile {
 
 const SWARM_GAPS_PROD = ['broker-cluster', 'database-replica-set', 'autoscaling', 'ingress'];
 
-/**
- * The environments of infra/app.ts made deployable on Swarm, as the report to the lead proposes for app.ts: dev
- * names a local registry repository, publishes in host mode (no IPVS on single-node test machines) and accepts
- * the host-IP gap; prod accepts the Swarm gaps. Spreading the real props keeps these tests following app.ts.
- */
+/** The environments exactly as infra/app.ts defines them (dev names a local registry and publishes in host mode). */
 function swarmReadyProps(env: EnvironmentName): JobSystemProps {
-  const props = defineSystem(env).props;
-  const accept = (features: readonly string[]): AcceptedGap[] => [
-    ...(props.acceptedGaps ?? []),
-    ...features.map((feature) => ({ target: 'swarm' as const, feature, reason: 'accepted in the Swarm tests' })),
-  ];
-  if (env === 'dev') {
-    return {
-      ...props,
-      swarm: { publishMode: SwarmPublishMode.HOST },
-      producer: {
-        ...props.producer,
-        image: ImageSource.build('services', 'producer', 'localhost:5000/async-jobs/producer'),
-      },
-      consumer: {
-        ...props.consumer,
-        image: ImageSource.build('services', 'consumer', 'localhost:5000/async-jobs/consumer'),
-      },
-      acceptedGaps: accept(['published-port-host-ip']),
-    };
-  }
-  return { ...props, acceptedGaps: accept(SWARM_GAPS_PROD) };
+  return defineSystem(env).props;
 }
 
 function swarmReadySystem(env: EnvironmentName): JobSystem {
@@ -126,8 +102,8 @@ async function stackContent(env: string): Promise<string> {
   return file.content;
 }
 
-const SECRET_NAMES = ['mongo-password', 'rabbitmq-erlang-cookie', 'rabbitmq-password'];
-const VERSION_VARIABLES = ['MONGO_PASSWORD_VERSION', 'RABBITMQ_ERLANG_COOKIE_VERSION', 'RABBITMQ_PASSWORD_VERSION'];
+const SECRET_NAMES = ['mongo-password', 'rabbitmq-password'];
+const VERSION_VARIABLES = ['MONGO_PASSWORD_VERSION', 'RABBITMQ_PASSWORD_VERSION'];
 
 describe.each(ENVIRONMENTS)('docker-stack.yml for %s', (env) => {
   let stack: StackFile;
@@ -398,13 +374,12 @@ describe('failing paths', () => {
     const props = swarmReadyProps('prod');
     const system = new JobSystem(undefined, 'prod', {
       ...props,
-      namespace: 'async-jobs-production-eu-west',
-      secrets: { ...props.secrets, 'rabbitmq-erlang-cookie': { source: SecretSource.file('.secrets/c') } },
+      namespace: 'async-jobs-production-eu-west-1-blue',
     });
     const out = renderSwarm(resolve(system, { repoRoot: REPO_ROOT }), DEFAULT_CONTEXT);
     expect(out.errors).toEqual([
-      '[prod/secrets/rabbitmq-erlang-cookie] name: got "rabbitmq-erlang-cookie", which makes the Swarm secret name ' +
-        'async-jobs-production-eu-west_rabbitmq-erlang-cookie-<version> 65 characters long, expected at most 64 ' +
+      '[prod/secrets/rabbitmq-password] name: got "rabbitmq-password", which makes the Swarm secret name ' +
+        'async-jobs-production-eu-west-1-blue_rabbitmq-password-<version> 67 characters long, expected at most 64 ' +
         '(shorten the secret name or the namespace)',
     ]);
   });
@@ -437,16 +412,14 @@ describe('the deploy-time helpers behind npm run images', () => {
     try {
       mkdirSync(join(root, '.secrets', 'dev'), { recursive: true });
       writeFileSync(join(root, '.secrets', 'dev', 'mongo-password'), 's3cret');
-      writeFileSync(join(root, '.secrets', 'dev', 'rabbitmq-password'), 'other');
       const resolved = resolve(swarmReadySystem('dev'), { repoRoot: REPO_ROOT });
       const { versions, errors } = secretVersions(resolved, root);
       const digest = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 12);
       expect(versions).toEqual([
         { secret: 'mongo-password', variable: 'MONGO_PASSWORD_VERSION', value: digest('s3cret') },
-        { secret: 'rabbitmq-password', variable: 'RABBITMQ_PASSWORD_VERSION', value: digest('other') },
       ]);
       expect(errors).toEqual([
-        '[dev/secrets/rabbitmq-erlang-cookie] source: got ".secrets/dev/rabbitmq-erlang-cookie", which does not exist, ' +
+        '[dev/secrets/rabbitmq-password] source: got ".secrets/dev/rabbitmq-password", which does not exist, ' +
           "expected the secret's file (create it, or run npm run secrets -- dev)",
       ]);
     } finally {

@@ -42,6 +42,7 @@ export class Worker {
   private readonly now: () => Date;
   private readonly shutdown = new AbortController();
   private storeFailures = 0;
+  private readonly active = new Set<string>();
 
   constructor(private readonly options: WorkerOptions) {
     this.now = options.now ?? (() => new Date());
@@ -61,6 +62,15 @@ export class Worker {
       return;
     }
     const log = logger.child({ jobId });
+    if (this.active.has(jobId)) {
+      // A second delivery of a job this process is running (duplicate publish): look again once it is done,
+      // without touching MongoDB, so the two deliveries never race each other's writes.
+      log.info('job already running in this worker; delivery delayed');
+      await ops.publishDelayed(Math.min(this.options.leaseMs, 1000));
+      ops.ack();
+      return;
+    }
+    this.active.add(jobId);
     try {
       await this.processJob(jobId, ops, log, redelivered);
       this.storeFailures = 0;
@@ -76,6 +86,8 @@ export class Worker {
         return;
       }
       throw err;
+    } finally {
+      this.active.delete(jobId);
     }
   }
 
@@ -142,11 +154,11 @@ export class Worker {
 
     jobLog.info('job started');
     const started = process.hrtime.bigint();
-    const renew = setInterval(() => {
-      claims.renewLease(jobId, workerId, new Date(this.now().getTime() + leaseMs)).catch((err: Error) =>
-        jobLog.warn({ err: err.message }, 'lease renewal failed'),
-      );
-    }, Math.max(100, Math.floor(leaseMs / 3)));
+    const lease = new LeaseKeeper(
+      () => claims.renewLease(jobId, workerId, new Date(this.now().getTime() + leaseMs)),
+      Math.max(100, Math.floor(leaseMs / 3)),
+      (err) => jobLog.warn({ err: err.message }, 'lease renewal failed'),
+    );
     metrics?.inFlight.inc();
     let outcome: { ok: true; result: unknown } | { ok: false; error: Error };
     try {
@@ -154,7 +166,8 @@ export class Worker {
     } catch (err) {
       outcome = { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
     } finally {
-      clearInterval(renew);
+      // No renewal may be in flight while the outcome is written: a late renewal must not overlap it.
+      await lease.stop();
       metrics?.inFlight.dec();
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -222,5 +235,29 @@ export class Worker {
         await sleep(backoffDelayMs(attempt, 200, 2000));
       }
     }
+  }
+}
+
+/** Renews a lease periodically; renewals never overlap each other or anything after stop(). */
+export class LeaseKeeper {
+  private readonly timer: NodeJS.Timeout;
+  private inFlight: Promise<unknown> | undefined;
+  private stopped = false;
+
+  constructor(renew: () => Promise<unknown>, intervalMs: number, onError: (err: Error) => void) {
+    this.timer = setInterval(() => {
+      if (this.inFlight !== undefined || this.stopped) return;
+      this.inFlight = renew()
+        .catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err))))
+        .finally(() => {
+          this.inFlight = undefined;
+        });
+    }, intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.inFlight;
   }
 }

@@ -168,7 +168,6 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
       leaseExpiresAt: null,
       createdAt: at,
       updatedAt: at,
-      publishedAt: null,
       startedAt: null,
       finishedAt: null,
     };
@@ -201,9 +200,8 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     try {
       await publisher.publish(doc);
       metrics.publishDuration.observe({ outcome: 'confirmed' }, Number(process.hrtime.bigint() - started) / 1e9);
-      doc.publishedAt = now();
-      // The job is already durable: if this update fails the sweeper publishes it again (harmless duplicate).
-      await store.markPublished(doc._id, doc.publishedAt).catch((err: Error) => log.warn({ err: err.message }, 'could not mark job published'));
+      // The job is already durable: if this write fails the sweeper publishes it again (harmless duplicate).
+      await store.markPublished(doc._id, now()).catch((err: Error) => log.warn({ err: err.message }, 'could not mark job published'));
       log.info('job accepted and published');
     } catch (err) {
       metrics.publishDuration.observe({ outcome: 'failed' }, Number(process.hrtime.bigint() - started) / 1e9);

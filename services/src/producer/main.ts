@@ -45,6 +45,7 @@ async function main(): Promise<void> {
     logger,
     republishAfterMs: config.outboxRepublishAfterMs,
     intervalMs: config.outboxSweepIntervalMs,
+    onBacklog: (n) => metrics.outboxBacklog.set(n),
   });
 
   shutdown = (signal) => {

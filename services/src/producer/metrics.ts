@@ -9,6 +9,7 @@ export class ProducerMetrics {
   readonly httpDuration: Histogram<'method' | 'route'>;
   readonly submissions: Counter<'outcome'>;
   readonly publishDuration: Histogram<'outcome'>;
+  readonly outboxBacklog: Gauge;
 
   constructor(store: JobStore, options: { readonly defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -53,17 +54,10 @@ export class ProducerMetrics {
         }
       },
     });
-    new Gauge({
+    this.outboxBacklog = new Gauge({
       name: 'outbox_backlog',
-      help: 'Jobs stored but not yet confirmed as published to the broker',
+      help: 'Jobs stored without a broker confirm, older than OUTBOX_REPUBLISH_AFTER_MS, found by the last outbox sweep',
       registers,
-      async collect() {
-        try {
-          this.set(await store.countUnpublished());
-        } catch {
-          // as above
-        }
-      },
     });
   }
 }

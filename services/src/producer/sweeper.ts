@@ -9,6 +9,8 @@ export interface OutboxSweeperOptions {
   readonly republishAfterMs: number;
   readonly intervalMs: number;
   readonly batchSize?: number;
+  /** Unpublished jobs found by the last sweep (for the outbox_backlog gauge). */
+  readonly onBacklog?: (count: number) => void;
 }
 
 /**
@@ -20,6 +22,7 @@ export class OutboxSweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  private resumeAfter: string | undefined;
 
   constructor(private readonly options: OutboxSweeperOptions) {}
 
@@ -41,7 +44,11 @@ export class OutboxSweeper {
     const { store, publisher, logger } = this.options;
     if (!publisher.isReady()) return 0;
     const olderThan = new Date(Date.now() - this.options.republishAfterMs);
-    const jobs = await store.findUnpublished(olderThan, this.options.batchSize ?? 100);
+    const batchSize = this.options.batchSize ?? 500;
+    const { jobs, scanned, lastId } = await store.findUnpublished(olderThan, batchSize, this.resumeAfter);
+    // Page through a long backlog of published-but-unconsumed jobs across sweeps; start over at the end.
+    this.resumeAfter = scanned === batchSize ? lastId : undefined;
+    this.options.onBacklog?.(jobs.length);
     let published = 0;
     for (const job of jobs) {
       if (this.stopped) break;
@@ -49,9 +56,9 @@ export class OutboxSweeper {
         await publisher.publish(job);
         await store.markPublished(job._id, new Date());
         published++;
-        logger.info({ jobId: job._id, jobType: job.type }, 'outbox: republished job');
+        logger.info({ jobId: job._id, jobType: job.type }, 'outbox: published a job that had no broker confirm');
       } catch (err) {
-        logger.warn({ jobId: job._id, err: (err as Error).message }, 'outbox: republish failed');
+        logger.warn({ jobId: job._id, err: (err as Error).message }, 'outbox: publish failed');
         break;
       }
     }

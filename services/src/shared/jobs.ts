@@ -3,9 +3,11 @@ import type { Collection, Db } from 'mongodb';
 import { MongoServerError } from 'mongodb';
 
 /**
- * The job document is also its own outbox record (`publishedAt: null` until the broker confirmed it), so
- * storing a job and remembering to publish it is one atomic insert; MongoDB transactions are not needed
- * (and FerretDB, used in tests, has none).
+ * The job document is also its own outbox record: storing a job and remembering to publish it is one insert,
+ * so no MongoDB transaction is needed (FerretDB, used in tests, has none). The broker's confirm is recorded
+ * as a separate document in `job_publications` rather than as an update of the job: after publishing, the
+ * consumer owns the job document and is its only writer, so no update by the producer can race a claim.
+ * (MongoDB updates are atomic per document, but FerretDB 1.x applies updates as read-then-write.)
  */
 
 export type JobStatus = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed';
@@ -19,6 +21,8 @@ export interface JobError {
 export interface JobDocument {
   _id: string;
   idempotencyKey: string;
+  /** When the retry backoff ends (status `retrying`). */
+  nextAttemptAt?: Date | null;
   /** sha256 of the canonical request body, to tell a retry of the same request from a different one. */
   bodyHash: string;
   type: string;
@@ -34,7 +38,6 @@ export interface JobDocument {
   leaseExpiresAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
-  publishedAt: Date | null;
   startedAt: Date | null;
   finishedAt: Date | null;
 }
@@ -55,6 +58,17 @@ export function bodyHash(type: string, input: unknown): string {
 }
 
 export const JOBS_COLLECTION = 'jobs';
+export const PUBLICATIONS_COLLECTION = 'job_publications';
+
+/** One per job whose message the broker confirmed; `_id` is the job id. */
+export interface PublicationDocument {
+  _id: string;
+  at: Date;
+}
+
+export function publicationsCollection(db: Db): Collection<PublicationDocument> {
+  return db.collection<PublicationDocument>(PUBLICATIONS_COLLECTION);
+}
 
 export function jobsCollection(db: Db): Collection<JobDocument> {
   return db.collection<JobDocument>(JOBS_COLLECTION);
@@ -63,7 +77,7 @@ export function jobsCollection(db: Db): Collection<JobDocument> {
 const INDEXES = [
   { key: { idempotencyKey: 1 }, name: 'idempotencyKey_unique', unique: true },
   { key: { status: 1, _id: -1 }, name: 'status_id' },
-  { key: { publishedAt: 1, createdAt: 1 }, name: 'outbox' },
+  { key: { status: 1, attempts: 1, _id: 1 }, name: 'outbox' },
 ] as const;
 
 /**

@@ -1,5 +1,14 @@
 import { MongoError, type Collection, type Db, type Filter } from 'mongodb';
-import { isDuplicateKeyError, jobsCollection, JOB_STATUSES, StoreUnavailableError, type JobDocument, type JobStatus } from './jobs';
+import {
+  isDuplicateKeyError,
+  jobsCollection,
+  JOB_STATUSES,
+  publicationsCollection,
+  StoreUnavailableError,
+  type JobDocument,
+  type JobStatus,
+  type PublicationDocument,
+} from './jobs';
 
 export interface ListJobsQuery {
   readonly status?: JobStatus;
@@ -15,10 +24,14 @@ export interface JobStore {
   findById(id: string): Promise<JobDocument | null>;
   findByIdempotencyKey(key: string): Promise<JobDocument | null>;
   list(query: ListJobsQuery): Promise<JobDocument[]>;
+  /** Records the broker's confirm (idempotent). */
   markPublished(id: string, at: Date): Promise<void>;
-  /** Jobs stored longer than `olderThan` ago and never confirmed as published (the outbox). */
-  findUnpublished(olderThan: Date, limit: number): Promise<JobDocument[]>;
-  countUnpublished(): Promise<number>;
+  /**
+   * Outbox scan: among never-claimed `queued` jobs created before `olderThan`, in id (= creation) order after
+   * `afterId`, the ones without a publication record. `scanned` is how many candidates were looked at, so the
+   * caller can page through a long backlog across sweeps.
+   */
+  findUnpublished(olderThan: Date, limit: number, afterId?: string): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }>;
   countByStatus(): Promise<Record<JobStatus, number>>;
   ping(): Promise<void>;
 }
@@ -34,9 +47,11 @@ async function wrap<T>(op: () => Promise<T>): Promise<T> {
 
 export class MongoJobStore implements JobStore {
   private readonly jobs: Collection<JobDocument>;
+  private readonly publications: Collection<PublicationDocument>;
 
   constructor(private readonly db: Db) {
     this.jobs = jobsCollection(db);
+    this.publications = publicationsCollection(db);
   }
 
   async insert(doc: JobDocument): Promise<'inserted' | 'duplicate'> {
@@ -67,17 +82,31 @@ export class MongoJobStore implements JobStore {
   }
 
   async markPublished(id: string, at: Date): Promise<void> {
-    await wrap(() => this.jobs.updateOne({ _id: id, publishedAt: null }, { $set: { publishedAt: at } }));
+    await wrap(async () => {
+      try {
+        await this.publications.insertOne({ _id: id, at });
+      } catch (err) {
+        if (!isDuplicateKeyError(err)) throw err;
+      }
+    });
   }
 
-  findUnpublished(olderThan: Date, limit: number): Promise<JobDocument[]> {
-    return wrap(() =>
-      this.jobs.find({ publishedAt: null, status: 'queued', createdAt: { $lt: olderThan } }).sort({ createdAt: 1 }).limit(limit).toArray(),
-    );
-  }
-
-  countUnpublished(): Promise<number> {
-    return wrap(() => this.jobs.countDocuments({ publishedAt: null, status: 'queued' }));
+  async findUnpublished(olderThan: Date, limit: number, afterId?: string): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }> {
+    return wrap(async () => {
+      // ids are UUIDv7 (creation order), so paging by id walks the backlog oldest first.
+      const filter: Filter<JobDocument> = { status: 'queued', attempts: 0, createdAt: { $lt: olderThan } };
+      if (afterId !== undefined) filter._id = { $gt: afterId };
+      const candidates = await this.jobs
+        .find(filter)
+        .sort({ _id: 1 })
+        .limit(limit)
+        .toArray();
+      if (candidates.length === 0) return { jobs: [], scanned: 0 };
+      const published = new Set(
+        (await this.publications.find({ _id: { $in: candidates.map((c) => c._id) } }).project<{ _id: string }>({ _id: 1 }).toArray()).map((p) => p._id),
+      );
+      return { jobs: candidates.filter((c) => !published.has(c._id)), scanned: candidates.length, lastId: candidates[candidates.length - 1]?._id };
+    });
   }
 
   async countByStatus(): Promise<Record<JobStatus, number>> {

@@ -150,7 +150,19 @@ export async function createContext(label: string, env: IntegrationEnv, override
   while (!publisher.isReady()) await new Promise((r) => setTimeout(r, 20));
   const store = new MongoJobStore(db);
   const app = buildApp({ store, publisher, registry: HandlerRegistry.create({ enableTestHandlers: true }), logger, bodyLimitBytes: 65_536 });
-  const inspector = await amqp.connect(amqpUrl);
+  // Reconnected on demand: the broker-restart test closes it under us.
+  let inspectorConn: amqp.ChannelModel | undefined;
+  const inspector = async (): Promise<amqp.ChannelModel> => {
+    if (inspectorConn === undefined) {
+      const conn = await amqp.connect(amqpUrl);
+      conn.on('error', () => undefined);
+      conn.on('close', () => {
+        if (inspectorConn === conn) inspectorConn = undefined;
+      });
+      inspectorConn = conn;
+    }
+    return inspectorConn;
+  };
   const children: ServiceProcess[] = [];
   const names = topologyNames(prefix);
 
@@ -201,7 +213,7 @@ export async function createContext(label: string, env: IntegrationEnv, override
       }
     },
     async queueDepth(queue) {
-      const ch = await inspector.createChannel();
+      const ch = await (await inspector()).createChannel();
       try {
         return (await ch.checkQueue(queue)).messageCount;
       } finally {
@@ -213,7 +225,9 @@ export async function createContext(label: string, env: IntegrationEnv, override
       await Promise.all(children.map((c) => c.exited));
       await app.close();
       await publisher.close();
-      const ch = await inspector.createChannel().catch(() => undefined);
+      const ch = await inspector()
+        .then((c) => c.createChannel())
+        .catch(() => undefined);
       if (ch !== undefined) {
         // Leave the shared broker clean for the next suite.
         for (let tier = 0; tier < 20; tier++) await ch.deleteQueue(names.retryQueue(tier)).catch(() => undefined);
@@ -222,7 +236,7 @@ export async function createContext(label: string, env: IntegrationEnv, override
         await ch.deleteExchange(names.exchange).catch(() => undefined);
         await ch.close().catch(() => undefined);
       }
-      await inspector.close().catch(() => undefined);
+      await inspectorConn?.close().catch(() => undefined);
       await db.dropDatabase().catch(() => undefined);
       await client.close();
     },

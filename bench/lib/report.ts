@@ -1,0 +1,197 @@
+import type { SynthResults } from '../synth.js';
+import type { AcceptResults, BacklogResults, DbResults, PipelineResults, PrefetchResults, ProfileResults, Sizes } from '../system.js';
+import type { ProfileSummary } from './profile.js';
+import { fmt, type Summary } from './stats.js';
+
+/** Everything one run measured; written as bench/results/<date>.json and rendered as the BENCHMARKS.md tables. */
+export interface Results {
+  date: string;
+  quick: boolean;
+  machine: {
+    readonly cpu: string;
+    readonly cores: number;
+    readonly memoryGiB: number;
+    readonly os: string;
+    readonly node: string;
+    readonly rabbitmq: string;
+    readonly ferretdb: string;
+    readonly redis: string;
+  };
+  sizes: Sizes;
+  parts: readonly string[];
+  durationS: number;
+  synth?: SynthResults;
+  accept?: AcceptResults;
+  pipeline?: PipelineResults;
+  backlog?: BacklogResults;
+  prefetch?: PrefetchResults;
+  db?: DbResults;
+  profiles?: ProfileResults;
+}
+
+const verdict = (ok: boolean): string => (ok ? '**met**' : '**missed**');
+const x = (s: Summary): string => `${fmt(s, 2)}×`;
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+function synthSection(s: SynthResults): string {
+  const ratioOk = s.ratio.median <= 1.5;
+  return [
+    '### 1. Synth',
+    '',
+    table(
+      ['Measure', 'Median (min–max)', 'Target'],
+      [
+        [`\`node build/infra/synth.js\` (targets: ${s.targets.join(', ')}; dev + prod), wall ms`, fmt(s.cliMs, 0), ''],
+        [`bare cdk8s app, same Kubernetes chart (${s.baselineMode === 'chart' ? "the target's buildChart only" : 'hand-built cdk8s-plus-28 chart'}), wall ms`, fmt(s.bareMs, 0), ''],
+        ['ratio synth / bare chart', x(s.ratio), `≤ 1.5× ${verdict(ratioOk)}`],
+      ],
+    ),
+    '',
+    `In-process \`synthesize()\` of \`prod\` (all targets) with n consumer services (\`JobSystem.addConsumer\`), ${s.inProcess[0]?.ms.n ?? 0} repetitions:`,
+    '',
+    table(
+      ['Consumer services', 'ms, median (min–max)', 'vs 1 service'],
+      s.inProcess.map((p) => [String(p.consumers), fmt(p.ms, 1), `${(p.ms.median / (s.inProcess[0]?.ms.median ?? 1)).toFixed(2)}×`]),
+    ),
+    '',
+    `Linear fit over every sample: ${s.fit.slope.toFixed(2)} ms per added service, intercept ${s.fit.intercept.toFixed(1)} ms, R² = ${s.fit.r2.toFixed(3)} ` +
+      `(${s.fit.r2 >= 0.95 ? 'linear' : 'not clearly linear'}).`,
+  ].join('\n');
+}
+
+function acceptSection(a: AcceptResults): string {
+  const ratioOk = a.ratio.median >= 0.5;
+  const p99Ok = a.half.producerP99Ms.median < 20;
+  return [
+    '### 2. Accept path',
+    '',
+    `autocannon, ${a.connections} connections, ${a.durationS} s per run; \`POST /v1/jobs {"type":"noop","input":{}}\` with a unique \`Idempotency-Key\` per request.`,
+    '',
+    table(
+      ['Measure', 'Producer (validate, insert, confirmed publish)', 'Constant fastify route', 'Ratio / target'],
+      [
+        ['saturation, requests/s', fmt(a.producerRps, 0), fmt(a.constantRps, 0), `${x(a.ratio)}; target ≥ 0.5× ${verdict(ratioOk)}`],
+        ['fixed rate (half of own saturation), requests/s', String(a.half.producerRate), String(a.half.constantRate), ''],
+        ['p50 at half saturation, ms', fmt(a.half.producerP50Ms, 0), fmt(a.half.constantP50Ms, 0), ''],
+        ['p99 at half saturation, ms', fmt(a.half.producerP99Ms, 0), fmt(a.half.constantP99Ms, 0), `target < 20 ms ${verdict(p99Ok)}`],
+        ['p99 at saturation, ms', fmt(a.producerSatP99Ms, 0), '', ''],
+      ],
+    ),
+    '',
+    `Producer /metrics over the whole part: mean request ${a.producerMetrics.httpMeanMs.toFixed(2)} ms, of which mean publish-to-confirm ${a.producerMetrics.publishConfirmMeanMs.toFixed(2)} ms.`,
+  ].join('\n');
+}
+
+function pipelineSection(p: PipelineResults): string {
+  const row = (name: string, s: PipelineResults['services']): string[] => [name, fmt(s.jobsPerSecond, 0), String(s.halfRate), fmt(s.p50Ms, 0), fmt(s.p99Ms, 0)];
+  return [
+    '### 3. Pipeline (no-op jobs, submit to done)',
+    '',
+    `${p.concurrency} concurrent submitters; consumers with prefetch ${p.concurrency}; latency = enqueue to done at a fixed rate of half of each system's own saturation.`,
+    '',
+    table(
+      ['System', 'jobs/s at saturation', 'fixed rate, jobs/s', 'p50 ms', 'p99 ms'],
+      [
+        row('async-jobs: HTTP producer → RabbitMQ → consumer, MongoDB (FerretDB) writes', p.services),
+        row('(a) amqplib publish-with-confirms + consume-and-ack, same RabbitMQ', p.amqp),
+        row('(b) BullMQ on Redis (Queue.add + Worker)', p.bullmq),
+      ],
+    ),
+    '',
+    `Ratios of saturation throughput: async-jobs / broker ceiling = ${x(p.vsAmqp)}; async-jobs / BullMQ = ${x(p.vsBullmq)}.`,
+  ].join('\n');
+}
+
+function backlogSection(b: BacklogResults): string {
+  const rssOk = b.runs.every((r) => r.peakRssMiB.every((m) => m < 256));
+  return [
+    '### 4. Backlog and memory',
+    '',
+    `Drain ${b.jobs.toLocaleString('en-US')} queued no-op jobs (seeded directly in MongoDB and RabbitMQ), prefetch ${b.prefetch}; peak RSS = max of VmHWM and sampled VmRSS from /proc/<pid>/status.`,
+    '',
+    table(
+      ['Consumers', 'jobs/s', 'drain time, s', 'peak RSS per consumer, MiB', 'Target < 256 MiB'],
+      b.runs.map((r) => [String(r.consumers), r.jobsPerSecond.toFixed(0), r.seconds.toFixed(1), r.peakRssMiB.map((m) => m.toFixed(0)).join(', '), verdict(r.peakRssMiB.every((m) => m < 256))]),
+    ),
+    '',
+    `2 consumers / 1 consumer = ${b.scaling.toFixed(2)}×. Memory target ${verdict(rssOk)}.`,
+  ].join('\n');
+}
+
+function prefetchSection(p: PrefetchResults): string {
+  return [
+    '### 5. Prefetch',
+    '',
+    `One consumer drains ${p.jobs.toLocaleString('en-US')} queued no-op jobs; CONCURRENCY = PREFETCH.`,
+    '',
+    table(
+      ['PREFETCH', 'jobs/s, median (min–max)', 'vs prefetch 10'],
+      p.values.map((v) => [String(v.prefetch), fmt(v.jobsPerSecond, 0), x(v.vsDefault)]),
+    ),
+  ].join('\n');
+}
+
+function dbSection(d: DbResults, r: Results): string {
+  const rows: string[][] = Object.entries(d.opsP50Ms).map(([op, ms]) => [op, ms.toFixed(2)]);
+  const lines = [
+    '### Time spent in the database',
+    '',
+    `The services' MongoDB operations per job, replayed ${d.jobs} times with the same driver and filters, one at a time, on the same FerretDB:`,
+    '',
+    table(['Operation', 'p50 ms'], rows),
+    '',
+  ];
+  const acceptP50 = r.accept?.half.producerP50Ms.median;
+  if (acceptP50 !== undefined) {
+    lines.push(
+      `- Producer: insert + markPublished = ${d.producerMs.toFixed(2)} ms of a ${acceptP50.toFixed(0)} ms p50 request at half saturation (${((d.producerMs * 100) / Math.max(acceptP50, d.producerMs)).toFixed(0)}%; autocannon reports whole milliseconds).`,
+    );
+  }
+  const p1 = r.prefetch?.values.find((v) => v.prefetch === 1)?.jobsPerSecond.median;
+  if (p1 !== undefined) {
+    const perJob = 1000 / p1;
+    lines.push(
+      `- Consumer: claim + recordRun + complete = ${d.consumerMs.toFixed(2)} ms of the ${perJob.toFixed(2)} ms each job takes with prefetch 1 (one job at a time): ${((d.consumerMs * 100) / perJob).toFixed(0)}%.`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function profileTable(title: string, p: ProfileSummary): string {
+  return [
+    `${title} (${p.samples} samples, ${p.idlePercent.toFixed(0)}% idle; shares of busy time):`,
+    '',
+    table(
+      ['By origin', '%'],
+      p.byOrigin.slice(0, 8).map((o) => [o.origin, o.percent.toFixed(1)]),
+    ),
+    '',
+    table(
+      ['Top self-time functions', '%'],
+      p.topFunctions.map((f) => [`\`${f.name}\``, f.percent.toFixed(1)]),
+    ),
+  ].join('\n');
+}
+
+export function renderMarkdown(r: Results): string {
+  const m = r.machine;
+  const parts = [
+    `## Results of ${r.date.slice(0, 10)}${r.quick ? ' (quick mode: sizes too small to mean anything)' : ''}`,
+    '',
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.os}; Node ${m.node}; RabbitMQ ${m.rabbitmq}; FerretDB ${m.ferretdb} (SQLite); Redis ${m.redis}. ` +
+      `Every server and process on this one machine. Run time ${(r.durationS / 60).toFixed(1)} min.`,
+  ];
+  if (r.synth) parts.push('', synthSection(r.synth));
+  if (r.accept) parts.push('', acceptSection(r.accept));
+  if (r.pipeline) parts.push('', pipelineSection(r.pipeline));
+  if (r.backlog) parts.push('', backlogSection(r.backlog));
+  if (r.prefetch) parts.push('', prefetchSection(r.prefetch));
+  if (r.db) parts.push('', dbSection(r.db, r));
+  if (r.profiles) {
+    parts.push('', '### CPU profiles', '', profileTable('Producer at saturation', r.profiles.producer), '', profileTable('Consumer draining a backlog', r.profiles.consumer));
+  }
+  return parts.join('\n');
+}

@@ -1,0 +1,596 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as amqp from 'amqplib';
+import { Queue } from 'bullmq';
+import { MongoClient, type Collection } from 'mongodb';
+import { closedLoop, paced, postJobs, scrapeCounter, scrapeHistogramMeanMs, waitForCount, WorkerChild, type HttpLoad } from './lib/load.js';
+import { summarizeProfile, type ProfileSummary } from './lib/profile.js';
+import {
+  BENCH_ROOT,
+  freePort,
+  launch,
+  sampleMemory,
+  startService,
+  stopChild,
+  waitForHttp,
+  type Running,
+  type ServiceProcess,
+} from './lib/servers.js';
+import { percentile, ratios, summarize, type Summary } from './lib/stats.js';
+
+/** Fixed HTTP concurrency of every accept-path and pipeline load (autocannon `connections`). */
+export const CONNECTIONS = 10;
+
+export interface Sizes {
+  readonly reps: number;
+  readonly acceptDurationS: number;
+  readonly pipelineJobs: number;
+  readonly halfDurationS: number;
+  readonly rawJobs: number;
+  readonly bullJobs: number;
+  readonly backlogJobs: number;
+  readonly prefetchJobs: number;
+  readonly dbOps: number;
+  readonly profileDurationS: number;
+}
+
+export const FULL: Sizes = {
+  reps: 3,
+  acceptDurationS: 8,
+  pipelineJobs: 4000,
+  halfDurationS: 8,
+  rawJobs: 20_000,
+  bullJobs: 10_000,
+  backlogJobs: 100_000,
+  prefetchJobs: 3000,
+  dbOps: 1000,
+  profileDurationS: 8,
+};
+
+export const QUICK: Sizes = {
+  reps: 1,
+  acceptDurationS: 2,
+  pipelineJobs: 300,
+  halfDurationS: 2,
+  rawJobs: 2000,
+  bullJobs: 1000,
+  backlogJobs: 2000,
+  prefetchJobs: 300,
+  dbOps: 100,
+  profileDurationS: 0,
+};
+
+export interface Servers {
+  readonly rabbit: Running;
+  readonly ferret: Running;
+  readonly redis: Running & { readonly port: number };
+}
+
+export interface Ctx {
+  readonly sizes: Sizes;
+  readonly base: string;
+  readonly servers: Servers;
+  readonly log: (line: string) => void;
+}
+
+/** The job document the producer writes (services/src/shared/jobs.ts), for seeding backlogs directly. */
+interface JobDoc {
+  _id: string;
+  idempotencyKey: string;
+  bodyHash: string;
+  type: string;
+  input: Record<string, unknown>;
+  status: string;
+  attempts: number;
+  runs: number;
+  result: unknown;
+  error: unknown;
+  leaseOwner: string | null;
+  leaseExpiresAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  publishedAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+function newJobDoc(now: Date, publishedAt: Date | null): JobDoc {
+  return {
+    _id: randomUUID(),
+    idempotencyKey: randomUUID(),
+    bodyHash: 'bench',
+    type: 'noop',
+    input: {},
+    status: 'queued',
+    attempts: 0,
+    runs: 0,
+    result: null,
+    error: null,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    createdAt: now,
+    updatedAt: now,
+    publishedAt,
+    startedAt: null,
+    finishedAt: null,
+  };
+}
+
+function serviceEnv(ctx: Ctx, name: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { AMQP_URL: ctx.servers.rabbit.url, MONGO_URL: `${ctx.servers.ferret.url}/${name}`, QUEUE_PREFIX: name, ...extra };
+}
+
+async function withMongo<T>(ctx: Ctx, db: string, fn: (jobs: Collection<JobDoc>) => Promise<T>): Promise<T> {
+  const client = new MongoClient(ctx.servers.ferret.url, { serverSelectionTimeoutMS: 5000 });
+  try {
+    await client.connect();
+    return await fn(client.db(db).collection<JobDoc>('jobs'));
+  } finally {
+    await client.close();
+  }
+}
+
+/** Enqueue-to-done of the jobs created since `since` (finishedAt − createdAt, both written by the services). */
+async function jobLatencies(ctx: Ctx, db: string, since: Date): Promise<{ latencies: number[]; first: number; last: number }> {
+  return withMongo(ctx, db, async (jobs) => {
+    const rows = await jobs.find({ createdAt: { $gte: since }, status: 'succeeded' }, { projection: { createdAt: 1, finishedAt: 1 } }).toArray();
+    const latencies: number[] = [];
+    let first = Number.POSITIVE_INFINITY;
+    let last = 0;
+    for (const r of rows) {
+      const c = r.createdAt.getTime();
+      const f = r.finishedAt?.getTime() ?? c;
+      latencies.push(f - c);
+      first = Math.min(first, c);
+      last = Math.max(last, f);
+    }
+    return { latencies, first, last };
+  });
+}
+
+function succeeded(consumers: readonly ServiceProcess[]): () => Promise<number> {
+  return async () => {
+    const counts = await Promise.all(consumers.map((c) => scrapeCounter(`${c.url}/metrics`, 'job_deliveries_total', { outcome: 'succeeded' })));
+    return counts.reduce((a, b) => a + b, 0);
+  };
+}
+
+// ─── 2. Accept path ──────────────────────────────────────────────────────────────────────────────────────────
+
+export interface AcceptResults {
+  readonly connections: number;
+  readonly durationS: number;
+  readonly producerRps: Summary;
+  readonly constantRps: Summary;
+  readonly ratio: Summary;
+  readonly producerSatP99Ms: Summary;
+  /** At a fixed rate of half of each server's own saturation. */
+  readonly half: {
+    readonly producerRate: number;
+    readonly constantRate: number;
+    readonly producerP50Ms: Summary;
+    readonly producerP99Ms: Summary;
+    readonly constantP50Ms: Summary;
+    readonly constantP99Ms: Summary;
+  };
+  /** Means from the producer's own /metrics over the whole part. */
+  readonly producerMetrics: { readonly httpMeanMs: number; readonly publishConfirmMeanMs: number };
+}
+
+async function startConstant(ctx: Ctx): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = launch(process.execPath, [join(BENCH_ROOT, 'build', 'constant-server.js')], {
+    env: { PATH: process.env.PATH ?? '', PORT: String(port) },
+    logFile: join(ctx.base, 'constant.log'),
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/readyz`, 20_000, () => child.exitCode === null);
+  return { url, stop: () => stopChild(child) };
+}
+
+export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
+  const { sizes, log } = ctx;
+  const constant = await startConstant(ctx);
+  const producer = await startService('producer', ctx.base, serviceEnv(ctx, 'accept'));
+  try {
+    const d = sizes.acceptDurationS;
+    await postJobs(constant.url, { connections: CONNECTIONS, durationS: 1, keyPrefix: 'warm' });
+    await postJobs(producer.url, { connections: CONNECTIONS, durationS: 2, keyPrefix: 'warm' });
+    const prod: HttpLoad[] = [];
+    const cons: HttpLoad[] = [];
+    for (let r = 0; r < sizes.reps; r++) {
+      cons.push(await postJobs(constant.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `c${r}` }));
+      prod.push(await postJobs(producer.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `s${r}` }));
+      log(`accept rep ${r + 1}: producer ${prod[r]?.rps.toFixed(0)} rps, constant ${cons[r]?.rps.toFixed(0)} rps`);
+    }
+    const prodRps = summarize(prod.map((p) => p.rps));
+    const consRps = summarize(cons.map((p) => p.rps));
+    const producerRate = Math.max(1, Math.round(prodRps.median / 2));
+    const constantRate = Math.max(1, Math.round(consRps.median / 2));
+    const hp: HttpLoad[] = [];
+    const hc: HttpLoad[] = [];
+    for (let r = 0; r < sizes.reps; r++) {
+      hc.push(await postJobs(constant.url, { connections: CONNECTIONS, durationS: d, overallRate: constantRate, keyPrefix: `hc${r}` }));
+      hp.push(await postJobs(producer.url, { connections: CONNECTIONS, durationS: d, overallRate: producerRate, keyPrefix: `hs${r}` }));
+      log(`accept half rep ${r + 1}: producer p50 ${hp[r]?.p50Ms} ms p99 ${hp[r]?.p99Ms} ms at ${producerRate}/s`);
+    }
+    const errors = [...prod, ...hp].reduce((s, p) => s + p.errors, 0);
+    if (errors > 0) log(`accept: ${errors} producer requests failed or were not 2xx`);
+    const metricsUrl = `${producer.url}/metrics`;
+    const producerMetrics = {
+      httpMeanMs: await scrapeHistogramMeanMs(metricsUrl, 'http_request_duration_seconds', { route: '/v1/jobs' }),
+      publishConfirmMeanMs: await scrapeHistogramMeanMs(metricsUrl, 'job_publish_duration_seconds', { outcome: 'confirmed' }),
+    };
+    return {
+      connections: CONNECTIONS,
+      durationS: d,
+      producerRps: prodRps,
+      constantRps: consRps,
+      ratio: ratios(
+        prod.map((p) => p.rps),
+        cons.map((p) => p.rps),
+      ),
+      producerSatP99Ms: summarize(prod.map((p) => p.p99Ms)),
+      half: {
+        producerRate,
+        constantRate,
+        producerP50Ms: summarize(hp.map((p) => p.p50Ms)),
+        producerP99Ms: summarize(hp.map((p) => p.p99Ms)),
+        constantP50Ms: summarize(hc.map((p) => p.p50Ms)),
+        constantP99Ms: summarize(hc.map((p) => p.p99Ms)),
+      },
+      producerMetrics,
+    };
+  } finally {
+    await producer.stop();
+    await constant.stop();
+    await purge(ctx, ['accept.work']);
+  }
+}
+
+async function purge(ctx: Ctx, queues: readonly string[]): Promise<void> {
+  const conn = await amqp.connect(ctx.servers.rabbit.url);
+  try {
+    const ch = await conn.createChannel();
+    for (const q of queues) await ch.deleteQueue(q).catch(() => undefined);
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+// ─── 3. Pipeline against the broker's ceiling and BullMQ ─────────────────────────────────────────────────────
+
+export interface PipelineSystem {
+  readonly jobsPerSecond: Summary;
+  readonly halfRate: number;
+  readonly p50Ms: Summary;
+  readonly p99Ms: Summary;
+}
+
+export interface PipelineResults {
+  readonly concurrency: number;
+  readonly services: PipelineSystem;
+  readonly amqp: PipelineSystem;
+  readonly bullmq: PipelineSystem;
+  readonly vsAmqp: Summary;
+  readonly vsBullmq: Summary;
+}
+
+interface Batch {
+  readonly jobsPerSecond: number;
+  readonly latencies: readonly number[];
+}
+
+/** One batch through producer → RabbitMQ → consumer: `rate` undefined means as fast as 10 clients can submit. */
+async function servicesBatch(ctx: Ctx, producer: ServiceProcess, consumer: ServiceProcess, jobs: number, rate: number | undefined, tag: string): Promise<Batch> {
+  const since = new Date(Date.now() - 1);
+  const before = await succeeded([consumer])();
+  const load = await postJobs(producer.url, {
+    connections: CONNECTIONS,
+    amount: jobs,
+    ...(rate !== undefined ? { overallRate: rate } : {}),
+    keyPrefix: tag,
+  });
+  await waitForCount(async () => (await succeeded([consumer])()) - before, load.ok, 120_000 + (jobs / 50) * 1000);
+  const { latencies, first, last } = await jobLatencies(ctx, 'pipeline', since);
+  return { jobsPerSecond: (latencies.length * 1000) / Math.max(1, last - first), latencies };
+}
+
+async function amqpBatch(ch: amqp.ConfirmChannel, worker: WorkerChild, jobs: number, rate: number | undefined): Promise<Batch> {
+  await worker.reset();
+  const send = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      ch.publish('', 'raw.work', Buffer.from(JSON.stringify({ t: Date.now() })), { persistent: true, contentType: 'application/json' }, (err: unknown) =>
+        err !== null && err !== undefined ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(),
+      );
+    });
+  const t0 = Date.now();
+  if (rate === undefined) await closedLoop(jobs, CONNECTIONS, send);
+  else await paced(jobs, rate, send);
+  await waitForCount(async () => (await worker.report()).count, jobs, 120_000);
+  const report = await worker.report();
+  return { jobsPerSecond: (jobs * 1000) / Math.max(1, report.lastDoneAt - t0), latencies: report.latenciesMs };
+}
+
+async function bullBatch(queue: Queue, worker: WorkerChild, jobs: number, rate: number | undefined): Promise<Batch> {
+  await worker.reset();
+  const send = async (): Promise<void> => {
+    await queue.add('noop', {});
+  };
+  const t0 = Date.now();
+  if (rate === undefined) await closedLoop(jobs, CONNECTIONS, send);
+  else await paced(jobs, rate, send);
+  await waitForCount(async () => (await worker.report()).count, jobs, 120_000);
+  const report = await worker.report();
+  return { jobsPerSecond: (jobs * 1000) / Math.max(1, report.lastDoneAt - t0), latencies: report.latenciesMs };
+}
+
+function system(sat: readonly Batch[], half: readonly Batch[], halfRate: number): PipelineSystem {
+  return {
+    jobsPerSecond: summarize(sat.map((b) => b.jobsPerSecond)),
+    halfRate,
+    p50Ms: summarize(half.map((b) => percentile(b.latencies, 50))),
+    p99Ms: summarize(half.map((b) => percentile(b.latencies, 99))),
+  };
+}
+
+export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
+  const { sizes, log, servers } = ctx;
+  const producer = await startService('producer', ctx.base, serviceEnv(ctx, 'pipeline'));
+  const consumer = await startService('consumer', ctx.base, serviceEnv(ctx, 'pipeline', { PREFETCH: '10', CONCURRENCY: '10' }));
+  const conn = await amqp.connect(servers.rabbit.url, { noDelay: true });
+  const ch = await conn.createConfirmChannel();
+  await ch.assertQueue('raw.work', { durable: true, arguments: { 'x-queue-type': 'classic' } });
+  const amqpWorker = await WorkerChild.start(['amqp', servers.rabbit.url, 'raw.work', '10'], join(ctx.base, 'amqp-worker.log'));
+  const queue = new Queue('bench', { connection: { host: '127.0.0.1', port: servers.redis.port } });
+  const bullWorker = await WorkerChild.start(['bullmq', String(servers.redis.port), 'bench', '10'], join(ctx.base, 'bull-worker.log'));
+  try {
+    // Warm-up: JIT, connection pools, queue creation.
+    await servicesBatch(ctx, producer, consumer, 200, undefined, 'warm');
+    await amqpBatch(ch, amqpWorker, 1000, undefined);
+    await bullBatch(queue, bullWorker, 500, undefined);
+    const sat = { s: [] as Batch[], a: [] as Batch[], b: [] as Batch[] };
+    for (let r = 0; r < sizes.reps; r++) {
+      sat.s.push(await servicesBatch(ctx, producer, consumer, sizes.pipelineJobs, undefined, `sat${r}`));
+      sat.a.push(await amqpBatch(ch, amqpWorker, sizes.rawJobs, undefined));
+      sat.b.push(await bullBatch(queue, bullWorker, sizes.bullJobs, undefined));
+      log(
+        `pipeline rep ${r + 1}: services ${sat.s[r]?.jobsPerSecond.toFixed(0)} jobs/s, amqplib ${sat.a[r]?.jobsPerSecond.toFixed(0)}, BullMQ ${sat.b[r]?.jobsPerSecond.toFixed(0)}`,
+      );
+    }
+    const halfOf = (bs: readonly Batch[]): number => Math.max(1, Math.round(summarize(bs.map((b) => b.jobsPerSecond)).median / 2));
+    const rates = { s: halfOf(sat.s), a: halfOf(sat.a), b: halfOf(sat.b) };
+    const half = { s: [] as Batch[], a: [] as Batch[], b: [] as Batch[] };
+    const d = sizes.halfDurationS;
+    for (let r = 0; r < sizes.reps; r++) {
+      half.s.push(await servicesBatch(ctx, producer, consumer, rates.s * d, rates.s, `half${r}`));
+      half.a.push(await amqpBatch(ch, amqpWorker, rates.a * d, rates.a));
+      half.b.push(await bullBatch(queue, bullWorker, rates.b * d, rates.b));
+      log(
+        `pipeline half rep ${r + 1}: services p99 ${percentile(half.s[r]?.latencies ?? [], 99)} ms, amqplib ${percentile(half.a[r]?.latencies ?? [], 99)} ms, BullMQ ${percentile(half.b[r]?.latencies ?? [], 99)} ms`,
+      );
+    }
+    return {
+      concurrency: CONNECTIONS,
+      services: system(sat.s, half.s, rates.s),
+      amqp: system(sat.a, half.a, rates.a),
+      bullmq: system(sat.b, half.b, rates.b),
+      vsAmqp: ratios(
+        sat.s.map((b) => b.jobsPerSecond),
+        sat.a.map((b) => b.jobsPerSecond),
+      ),
+      vsBullmq: ratios(
+        sat.s.map((b) => b.jobsPerSecond),
+        sat.b.map((b) => b.jobsPerSecond),
+      ),
+    };
+  } finally {
+    await bullWorker.stop();
+    await queue.obliterate({ force: true }).catch(() => undefined);
+    await queue.close();
+    await amqpWorker.stop();
+    await ch.deleteQueue('raw.work').catch(() => undefined);
+    await conn.close().catch(() => undefined);
+    await consumer.stop();
+    await producer.stop();
+  }
+}
+
+// ─── 4 and 5. Backlog drain, memory, prefetch ────────────────────────────────────────────────────────────────
+
+/** Lets the producer declare the exchange and work queue (so the seed matches the services' topology exactly). */
+async function declareTopology(ctx: Ctx, name: string): Promise<void> {
+  const producer = await startService('producer', ctx.base, serviceEnv(ctx, name));
+  await producer.stop();
+}
+
+/**
+ * Puts `jobs` queued no-op jobs in MongoDB and their messages in RabbitMQ, as the producer would have (marked
+ * published, so the outbox sweeper leaves them alone), without going through HTTP: the drain is what is measured.
+ */
+async function seedBacklog(ctx: Ctx, name: string, jobs: number): Promise<void> {
+  const conn = await amqp.connect(ctx.servers.rabbit.url, { noDelay: true });
+  const ch = await conn.createConfirmChannel();
+  try {
+    await withMongo(ctx, name, async (coll) => {
+      const batch = 1000;
+      for (let i = 0; i < jobs; i += batch) {
+        const now = new Date();
+        const docs = Array.from({ length: Math.min(batch, jobs - i) }, () => newJobDoc(now, now));
+        await coll.insertMany(docs, { ordered: false });
+        for (const doc of docs) {
+          ch.publish(name, 'work', Buffer.from(JSON.stringify({ jobId: doc._id })), {
+            persistent: true,
+            contentType: 'application/json',
+            messageId: doc._id,
+            type: doc.type,
+          });
+        }
+        await ch.waitForConfirms();
+      }
+    });
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+interface Drain {
+  readonly jobsPerSecond: number;
+  readonly peakRssMiB: readonly number[];
+  readonly seconds: number;
+}
+
+async function drain(ctx: Ctx, name: string, jobs: number, consumers: number, env: Record<string, string> = {}, nodeArgs: readonly string[] = []): Promise<Drain> {
+  const procs = await Promise.all(Array.from({ length: consumers }, () => startService('consumer', ctx.base, serviceEnv(ctx, name, env), nodeArgs)));
+  const samplers = procs.map((p) => sampleMemory(p.pid));
+  try {
+    const read = succeeded(procs);
+    const c0 = await read();
+    const t0 = Date.now();
+    const t1 = await waitForCount(read, jobs, 60_000 + jobs * 20, 200);
+    const seconds = (t1 - t0) / 1000;
+    return { jobsPerSecond: (jobs - c0) / seconds, peakRssMiB: samplers.map((s) => s.stop()), seconds };
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+  }
+}
+
+export interface BacklogResults {
+  readonly jobs: number;
+  readonly prefetch: number;
+  readonly runs: readonly { readonly consumers: number; readonly jobsPerSecond: number; readonly seconds: number; readonly peakRssMiB: readonly number[] }[];
+  /** jobs/s with 2 consumers ÷ with 1. */
+  readonly scaling: number;
+}
+
+export async function runBacklog(ctx: Ctx): Promise<BacklogResults> {
+  const runs: BacklogResults['runs'][number][] = [];
+  for (const consumers of [1, 2]) {
+    const name = `backlog${consumers}`;
+    await declareTopology(ctx, name);
+    const seedStart = Date.now();
+    await seedBacklog(ctx, name, ctx.sizes.backlogJobs);
+    ctx.log(`backlog: seeded ${ctx.sizes.backlogJobs} jobs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
+    const d = await drain(ctx, name, ctx.sizes.backlogJobs, consumers, { PREFETCH: '10', CONCURRENCY: '10' });
+    ctx.log(`backlog: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, peak RSS ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`);
+    runs.push({ consumers, ...d });
+  }
+  return { jobs: ctx.sizes.backlogJobs, prefetch: 10, runs, scaling: (runs[1]?.jobsPerSecond ?? 0) / (runs[0]?.jobsPerSecond ?? 1) };
+}
+
+export interface PrefetchResults {
+  readonly jobs: number;
+  readonly values: readonly { readonly prefetch: number; readonly jobsPerSecond: Summary; readonly vsDefault: Summary }[];
+}
+
+export async function runPrefetch(ctx: Ctx): Promise<PrefetchResults> {
+  const values = [1, 10, 100];
+  const name = 'prefetch';
+  await declareTopology(ctx, name);
+  const samples = new Map<number, number[]>(values.map((v) => [v, []]));
+  for (let r = 0; r < ctx.sizes.reps; r++) {
+    for (const p of values) {
+      await seedBacklog(ctx, name, ctx.sizes.prefetchJobs);
+      const d = await drain(ctx, name, ctx.sizes.prefetchJobs, 1, { PREFETCH: String(p), CONCURRENCY: String(p) });
+      samples.get(p)?.push(d.jobsPerSecond);
+      ctx.log(`prefetch ${p} rep ${r + 1}: ${d.jobsPerSecond.toFixed(0)} jobs/s`);
+    }
+  }
+  const base = samples.get(10) ?? [];
+  return {
+    jobs: ctx.sizes.prefetchJobs,
+    values: values.map((p) => ({ prefetch: p, jobsPerSecond: summarize(samples.get(p) ?? []), vsDefault: ratios(samples.get(p) ?? [], base) })),
+  };
+}
+
+// ─── Database share ──────────────────────────────────────────────────────────────────────────────────────────
+
+export interface DbResults {
+  readonly jobs: number;
+  /** p50 ms of each operation, sequential, one client, no other load. */
+  readonly opsP50Ms: Readonly<Record<'insert' | 'markPublished' | 'claim' | 'recordRun' | 'complete', number>>;
+  readonly producerMs: number;
+  readonly consumerMs: number;
+}
+
+/**
+ * The services' MongoDB operations per job, replayed with the same driver and filters (services/src/shared/store.ts
+ * and services/src/consumer/claims.ts) under timing wrappers.
+ */
+export async function runDb(ctx: Ctx): Promise<DbResults> {
+  return withMongo(ctx, 'dbshare', async (jobs) => {
+    await jobs.createIndex({ idempotencyKey: 1 }, { name: 'idempotencyKey_unique', unique: true });
+    const t: Record<'insert' | 'markPublished' | 'claim' | 'recordRun' | 'complete', number[]> = {
+      insert: [],
+      markPublished: [],
+      claim: [],
+      recordRun: [],
+      complete: [],
+    };
+    const time = async (key: keyof typeof t, op: () => Promise<unknown>): Promise<void> => {
+      const started = process.hrtime.bigint();
+      await op();
+      t[key].push(Number(process.hrtime.bigint() - started) / 1e6);
+    };
+    for (let i = 0; i < ctx.sizes.dbOps; i++) {
+      const now = new Date();
+      const doc = newJobDoc(now, null);
+      await time('insert', () => jobs.insertOne(doc));
+      await time('markPublished', () => jobs.updateOne({ _id: doc._id, publishedAt: null }, { $set: { publishedAt: new Date() } }));
+      await time('claim', () =>
+        jobs.findOneAndUpdate(
+          { _id: doc._id, attempts: { $lt: 5 }, $or: [{ status: 'queued' }, { status: 'retrying' }, { status: 'running', leaseExpiresAt: { $lte: now } }] },
+          { $set: { status: 'running', leaseOwner: 'bench', leaseExpiresAt: new Date(now.getTime() + 60_000), startedAt: now, updatedAt: now }, $inc: { attempts: 1 } },
+          { returnDocument: 'after' },
+        ),
+      );
+      await time('recordRun', () => jobs.updateOne({ _id: doc._id }, { $inc: { runs: 1 } }));
+      await time('complete', () =>
+        jobs.updateOne(
+          { _id: doc._id, status: 'running', leaseOwner: 'bench' },
+          { $set: { status: 'succeeded', result: null, error: null, finishedAt: new Date(), updatedAt: new Date(), leaseOwner: null, leaseExpiresAt: null } },
+        ),
+      );
+    }
+    const p = (k: keyof typeof t): number => percentile(t[k], 50);
+    const opsP50Ms = { insert: p('insert'), markPublished: p('markPublished'), claim: p('claim'), recordRun: p('recordRun'), complete: p('complete') };
+    return {
+      jobs: ctx.sizes.dbOps,
+      opsP50Ms,
+      producerMs: opsP50Ms.insert + opsP50Ms.markPublished,
+      consumerMs: opsP50Ms.claim + opsP50Ms.recordRun + opsP50Ms.complete,
+    };
+  });
+}
+
+// ─── Profiles ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export interface ProfileResults {
+  readonly producer: ProfileSummary;
+  readonly consumer: ProfileSummary;
+}
+
+/** CPU profiles (node --cpu-prof) of the producer at saturation and of a consumer draining a backlog. */
+export async function runProfiles(ctx: Ctx): Promise<ProfileResults> {
+  const dir = join(ctx.base, 'profiles');
+  mkdirSync(dir, { recursive: true });
+  const prodDir = join(dir, 'producer');
+  const consDir = join(dir, 'consumer');
+  const producer = await startService('producer', ctx.base, serviceEnv(ctx, 'profile'), ['--cpu-prof', `--cpu-prof-dir=${prodDir}`]);
+  try {
+    await postJobs(producer.url, { connections: CONNECTIONS, durationS: ctx.sizes.profileDurationS, keyPrefix: 'prof' });
+  } finally {
+    await producer.stop();
+  }
+  await purge(ctx, ['profile.work']);
+  await declareTopology(ctx, 'profile-drain');
+  await seedBacklog(ctx, 'profile-drain', ctx.sizes.prefetchJobs);
+  await drain(ctx, 'profile-drain', ctx.sizes.prefetchJobs, 1, { PREFETCH: '10', CONCURRENCY: '10' }, ['--cpu-prof', `--cpu-prof-dir=${consDir}`]);
+  const first = (d: string): string => {
+    const f = readdirSync(d).find((n) => n.endsWith('.cpuprofile'));
+    if (f === undefined) throw new Error(`${d}: no .cpuprofile written`);
+    return join(d, f);
+  };
+  return { producer: summarizeProfile(first(prodDir)), consumer: summarizeProfile(first(consDir)) };
+}
