@@ -6,7 +6,7 @@
 #   deps        npm ci for the root and services/ when package-lock.json changed
 #   servers     RabbitMQ (Debian's rabbitmq-server) and FerretDB (built from the Go module proxy) for integration tests
 #   browser     Debian's chromium for the browser test
-#   validators  docker-compose, yamllint, shellcheck (Debian) for the output checks
+#   validators  docker-compose, yamllint, shellcheck (Debian), kubernetes-validate (PyPI) for the output checks
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools="$root/.tools"
@@ -89,6 +89,8 @@ part_browser() {
 
 part_validators() {
   apt_install docker-compose yamllint shellcheck
+  # PyPI's kubernetes-validate for test/k8s; `npm run verify`'s own linters: scripts/install-validators.sh.
+  sh "$root/scripts/install-k8s-validators.sh" >/dev/null
 }
 
 parts=("$@")

@@ -1,0 +1,77 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { createContext, describeIntegration, integrationEnv, type TestContext } from '../helpers/context';
+
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) {
+  const message = `chromium not found at ${CHROMIUM} (set CHROMIUM_BIN)`;
+  if (process.env.CI === 'true') throw new Error(message);
+  process.stderr.write(`\n!!!!!!!!!! SKIPPING BROWSER TEST: ${message} !!!!!!!!!!\n`);
+}
+const describeBrowser = haveChromium ? describeIntegration : describe.skip;
+
+describeBrowser('the page at /', () => {
+  let ctx: TestContext;
+  let browser: Browser;
+  let profile: string;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    const env = integrationEnv();
+    if (env === undefined) throw new Error('unreachable');
+    ctx = await createContext('browser', env);
+    await ctx.startConsumer();
+    baseUrl = await ctx.app.listen({ host: '127.0.0.1', port: 0 });
+    profile = mkdtempSync(join(tmpdir(), 'aj-chromium-'));
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        `--user-data-dir=${profile}`,
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await ctx?.close();
+    if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
+  });
+
+  it('submits a factorial job and shows it reach succeeded with its result', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    await page.goto(baseUrl);
+    await page.waitForSelector('#job-type option[value="factorial"]', { state: 'attached' });
+    await page.selectOption('#job-type', 'factorial');
+    await page.fill('#job-input', '{"n": 20}');
+    await page.click('#submit');
+    await page.waitForSelector('#status[data-status="succeeded"]', { timeout: 20_000 });
+    expect(await page.textContent('#output')).toContain('"result": "2432902008176640000"');
+    const href = await page.getAttribute('#job-link', 'href');
+    expect(href).toMatch(/^\/v1\/jobs\/[0-9a-f-]{36}$/);
+    expect(errors).toEqual([]);
+  });
+
+  it('shows the problem details of a rejected job', async () => {
+    const page = await browser.newPage();
+    await page.goto(baseUrl);
+    await page.waitForSelector('#job-type option[value="sqrt"]', { state: 'attached' });
+    await page.selectOption('#job-type', 'sqrt');
+    await page.fill('#job-input', '{"x": -1}');
+    await page.click('#submit');
+    await page.waitForSelector('#status[data-status="rejected"]');
+    expect(await page.textContent('#output')).toContain('/input/x');
+  });
+});

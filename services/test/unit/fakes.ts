@@ -1,0 +1,66 @@
+import { StoreUnavailableError, type JobDocument, type JobStatus } from '../../src/shared/jobs';
+import type { JobPublisher } from '../../src/producer/app';
+import type { JobStore, ListJobsQuery } from '../../src/shared/store';
+
+/** In-memory JobStore for unit tests of the HTTP app (integration tests use MongoDB). */
+export class FakeStore implements JobStore {
+  readonly jobs = new Map<string, JobDocument>();
+  readonly published = new Set<string>();
+  down = false;
+
+  private check(): void {
+    if (this.down) throw new StoreUnavailableError('connect ECONNREFUSED');
+  }
+
+  async insert(doc: JobDocument): Promise<'inserted' | 'duplicate'> {
+    this.check();
+    if ([...this.jobs.values()].some((j) => j.idempotencyKey === doc.idempotencyKey)) return 'duplicate';
+    this.jobs.set(doc._id, structuredClone(doc));
+    return 'inserted';
+  }
+  async findById(id: string): Promise<JobDocument | null> {
+    this.check();
+    return this.jobs.get(id) ?? null;
+  }
+  async findByIdempotencyKey(key: string): Promise<JobDocument | null> {
+    this.check();
+    return [...this.jobs.values()].find((j) => j.idempotencyKey === key) ?? null;
+  }
+  async list(q: ListJobsQuery): Promise<JobDocument[]> {
+    this.check();
+    return [...this.jobs.values()]
+      .filter((j) => (q.status === undefined || j.status === q.status) && (q.beforeId === undefined || j._id < q.beforeId))
+      .sort((a, b) => (a._id < b._id ? 1 : -1))
+      .slice(0, q.limit);
+  }
+  async markPublished(id: string): Promise<void> {
+    this.check();
+    this.published.add(id);
+  }
+  async findUnpublished(olderThan: Date, limit: number): Promise<{ jobs: JobDocument[]; scanned: number }> {
+    this.check();
+    const candidates = [...this.jobs.values()].filter((j) => j.status === 'queued' && j.attempts === 0 && j.createdAt < olderThan).slice(0, limit);
+    return { jobs: candidates.filter((j) => !this.published.has(j._id)), scanned: candidates.length };
+  }
+  async countByStatus(): Promise<Record<JobStatus, number>> {
+    this.check();
+    const counts: Record<JobStatus, number> = { queued: 0, running: 0, retrying: 0, succeeded: 0, failed: 0 };
+    for (const j of this.jobs.values()) counts[j.status]++;
+    return counts;
+  }
+  async ping(): Promise<void> {
+    this.check();
+  }
+}
+
+export class FakePublisher implements JobPublisher {
+  readonly messages: string[] = [];
+  ready = true;
+  async publish(job: Pick<JobDocument, '_id' | 'type'>): Promise<void> {
+    if (!this.ready) throw new Error('not connected to the broker');
+    this.messages.push(job._id);
+  }
+  isReady(): boolean {
+    return this.ready;
+  }
+}
