@@ -56,7 +56,10 @@ function resources(cpuMillis: number, memMiB: number): kplus.ContainerResources 
 /** A hand-written chart with the same workloads as the model: producer, consumer, rabbitmq, mongo. */
 function handChart(app: App, env: string, replicas: number): void {
   const chart = new Chart(app, env, { namespace: `async-jobs-${env}`, disableResourceNameHashes: true });
-  const common = { AMQP_URL: 'amqp://app@rabbitmq:5672/%2F', MONGO_URL: 'mongodb://app@mongo:27017/jobs?authSource=admin' };
+  const common = {
+    AMQP_URL: 'amqp://app@rabbitmq:5672/%2F',
+    MONGO_URL: 'mongodb://app@mongo:27017/jobs?authSource=admin',
+  };
   const envVars = (extra: Record<string, string>): Record<string, kplus.EnvValue> =>
     Object.fromEntries(Object.entries({ ...common, ...extra }).map(([k, v]) => [k, kplus.EnvValue.fromValue(v)]));
 

@@ -22,5 +22,7 @@ const CONSTANT = {
 
 const app = Fastify({ logger: false });
 app.post('/v1/jobs', async (_request, reply) => reply.code(202).header('location', CONSTANT.links.self).send(CONSTANT));
-app.get('/readyz', async () => ({ status: 'ready' }));
+app.get('/readyz', (_request, reply) => {
+  void reply.send({ status: 'ready' });
+});
 await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0) });

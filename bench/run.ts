@@ -14,9 +14,29 @@ import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderMarkdown, type Results } from './lib/report.js';
-import { ferretDbBinary, installExitHandlers, makeWorkDir, REPO_ROOT, removeDir, startFerretDb, startRabbitMq, startRedis, stopAll } from './lib/servers.js';
+import {
+  ferretDbBinary,
+  installExitHandlers,
+  makeWorkDir,
+  REPO_ROOT,
+  removeDir,
+  startFerretDb,
+  startRabbitMq,
+  startRedis,
+  stopAll,
+} from './lib/servers.js';
 import { runSynthBench } from './synth.js';
-import { FULL, QUICK, runAccept, runBacklog, runDb, runPipeline, runPrefetch, runProfiles, type Ctx } from './system.js';
+import {
+  FULL,
+  QUICK,
+  runAccept,
+  runBacklog,
+  runDb,
+  runPipeline,
+  runPrefetch,
+  runProfiles,
+  type Ctx,
+} from './system.js';
 
 const PARTS = ['synth', 'accept', 'pipeline', 'backlog', 'prefetch', 'db', 'profile'] as const;
 type Part = (typeof PARTS)[number];
@@ -31,7 +51,9 @@ function version(cmd: string, args: readonly string[], re: RegExp): string {
 }
 
 function machine(): Results['machine'] {
-  const osRelease = existsSync('/etc/os-release') ? (/^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? 'unknown') : 'unknown';
+  const osRelease = existsSync('/etc/os-release')
+    ? (/^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? 'unknown')
+    : 'unknown';
   return {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
@@ -54,7 +76,8 @@ async function main(): Promise<void> {
   });
   const parts = new Set<Part>();
   for (const p of (values.only ?? PARTS.join(',')).split(',')) {
-    if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: got ${JSON.stringify(p)}, expected some of ${PARTS.join(', ')}`);
+    if (!(PARTS as readonly string[]).includes(p))
+      throw new Error(`--only: got ${JSON.stringify(p)}, expected some of ${PARTS.join(', ')}`);
     parts.add(p as Part);
   }
   // Profiles are a diagnosis, not a figure: full runs only.
@@ -67,7 +90,14 @@ async function main(): Promise<void> {
     process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   };
   const base = makeWorkDir();
-  const results: Results = { date: new Date().toISOString(), quick, machine: machine(), sizes, parts: [...parts], durationS: 0 };
+  const results: Results = {
+    date: new Date().toISOString(),
+    quick,
+    machine: machine(),
+    sizes,
+    parts: [...parts],
+    durationS: 0,
+  };
   try {
     if (parts.has('synth')) results.synth = await runSynthBench({ quick, workDir: base, log });
     if ([...parts].some((p) => p !== 'synth')) {

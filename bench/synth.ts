@@ -29,8 +29,16 @@ function loadBuild(): SynthModules {
     TARGETS: readonly { name: string }[];
   };
   const app = require(join(REPO_ROOT, 'build', 'infra', 'app.js')) as Pick<SynthModules, 'defineSystem'>;
-  const model = require(join(REPO_ROOT, 'build', 'constructs', 'model', 'index.js')) as Pick<SynthModules, 'ImageSource'>;
-  return { synthesize: lib.synthesize, defineSystem: app.defineSystem, ImageSource: model.ImageSource, targets: lib.TARGETS.map((t) => t.name) };
+  const model = require(join(REPO_ROOT, 'build', 'constructs', 'model', 'index.js')) as Pick<
+    SynthModules,
+    'ImageSource'
+  >;
+  return {
+    synthesize: lib.synthesize,
+    defineSystem: app.defineSystem,
+    ImageSource: model.ImageSource,
+    targets: lib.TARGETS.map((t) => t.name),
+  };
 }
 
 export interface SynthResults {
@@ -57,7 +65,11 @@ function timeProcess(args: readonly string[]): number {
   return ms;
 }
 
-export async function runSynthBench(options: { quick: boolean; workDir: string; log: (s: string) => void }): Promise<SynthResults> {
+export async function runSynthBench(options: {
+  quick: boolean;
+  workDir: string;
+  log: (s: string) => void;
+}): Promise<SynthResults> {
   const { quick, workDir, log } = options;
   const cli = join(REPO_ROOT, 'build', 'infra', 'synth.js');
   const bare = join(REPO_ROOT, 'bench', 'build', 'bare-k8s.js');
@@ -78,7 +90,9 @@ export async function runSynthBench(options: { quick: boolean; workDir: string; 
     cliMs.push(timeProcess([cli, '--out', outCli, '--quiet']));
     bareMs.push(timeProcess([bare, '--out', outBare]));
   }
-  log(`synth: CLI ${summarize(cliMs).median.toFixed(0)} ms, bare cdk8s ${summarize(bareMs).median.toFixed(0)} ms (${baselineMode})`);
+  log(
+    `synth: CLI ${summarize(cliMs).median.toFixed(0)} ms, bare cdk8s ${summarize(bareMs).median.toFixed(0)} ms (${baselineMode})`,
+  );
   removeDir(outCli);
   removeDir(outBare);
 
@@ -96,7 +110,8 @@ export async function runSynthBench(options: { quick: boolean; workDir: string; 
     const started = process.hrtime.bigint();
     const result = await m.synthesize({ systems: [system], resolveOptions: { repoRoot: REPO_ROOT } });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    if (result.errors.length > 0) throw new Error(`synthesize with ${consumers} consumers: ${result.errors.join('; ')}`);
+    if (result.errors.length > 0)
+      throw new Error(`synthesize with ${consumers} consumers: ${result.errors.join('; ')}`);
     return ms;
   };
   for (const n of sizes) await timeSynth(n);
@@ -108,7 +123,9 @@ export async function runSynthBench(options: { quick: boolean; workDir: string; 
   const ys = sizes.flatMap((n) => samples.get(n) ?? []);
   const fit = linearFit(xs, ys);
   const med = (n: number): number => inProcess.find((p) => p.consumers === n)?.ms.median ?? Number.NaN;
-  log(`synth in-process: ${inProcess.map((p) => `${p.consumers}: ${p.ms.median.toFixed(1)} ms`).join(', ')}; slope ${fit.slope.toFixed(2)} ms/service, R² ${fit.r2.toFixed(3)}`);
+  log(
+    `synth in-process: ${inProcess.map((p) => `${p.consumers}: ${p.ms.median.toFixed(1)} ms`).join(', ')}; slope ${fit.slope.toFixed(2)} ms/service, R² ${fit.r2.toFixed(3)}`,
+  );
   return {
     targets: m.targets,
     baselineMode,

@@ -4,12 +4,22 @@ import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import { Queue } from 'bullmq';
 import { MongoClient, type Collection } from 'mongodb';
-import { closedLoop, paced, postJobs, scrapeCounter, scrapeHistogramMeanMs, waitForCount, WorkerChild, type HttpLoad } from './lib/load.js';
+import {
+  closedLoop,
+  paced,
+  postJobs,
+  scrapeCounter,
+  scrapeHistogramMeanMs,
+  waitForCount,
+  WorkerChild,
+  type HttpLoad,
+} from './lib/load.js';
 import { summarizeProfile, type ProfileSummary } from './lib/profile.js';
 import {
   BENCH_ROOT,
   freePort,
   launch,
+  readMemory,
   sampleMemory,
   startService,
   stopChild,
@@ -35,29 +45,33 @@ export interface Sizes {
   readonly profileDurationS: number;
 }
 
+/**
+ * Sizes of a full run. The database-bound parts are small because FerretDB on SQLite runs the services' updates
+ * at tens of jobs per second (BENCHMARKS.md explains why); 100,000 jobs would drain for hours.
+ */
 export const FULL: Sizes = {
   reps: 3,
   acceptDurationS: 8,
-  pipelineJobs: 4000,
+  pipelineJobs: 150,
   halfDurationS: 8,
   rawJobs: 20_000,
   bullJobs: 10_000,
-  backlogJobs: 100_000,
-  prefetchJobs: 3000,
-  dbOps: 1000,
+  backlogJobs: 1000,
+  prefetchJobs: 200,
+  dbOps: 500,
   profileDurationS: 8,
 };
 
 export const QUICK: Sizes = {
   reps: 1,
   acceptDurationS: 2,
-  pipelineJobs: 300,
+  pipelineJobs: 30,
   halfDurationS: 2,
   rawJobs: 2000,
   bullJobs: 1000,
-  backlogJobs: 2000,
-  prefetchJobs: 300,
-  dbOps: 100,
+  backlogJobs: 60,
+  prefetchJobs: 30,
+  dbOps: 50,
   profileDurationS: 0,
 };
 
@@ -117,8 +131,14 @@ function newJobDoc(now: Date, publishedAt: Date | null): JobDoc {
   };
 }
 
-function serviceEnv(ctx: Ctx, name: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { AMQP_URL: ctx.servers.rabbit.url, MONGO_URL: `${ctx.servers.ferret.url}/${name}`, QUEUE_PREFIX: name, ...extra };
+/** Each part has its own queue prefix and database; `db` differs from the prefix when a part wants a fresh collection. */
+function serviceEnv(ctx: Ctx, name: string, extra: Record<string, string> = {}, db = name): Record<string, string> {
+  return {
+    AMQP_URL: ctx.servers.rabbit.url,
+    MONGO_URL: `${ctx.servers.ferret.url}/${db}`,
+    QUEUE_PREFIX: name,
+    ...extra,
+  };
 }
 
 async function withMongo<T>(ctx: Ctx, db: string, fn: (jobs: Collection<JobDoc>) => Promise<T>): Promise<T> {
@@ -132,9 +152,15 @@ async function withMongo<T>(ctx: Ctx, db: string, fn: (jobs: Collection<JobDoc>)
 }
 
 /** Enqueue-to-done of the jobs created since `since` (finishedAt − createdAt, both written by the services). */
-async function jobLatencies(ctx: Ctx, db: string, since: Date): Promise<{ latencies: number[]; first: number; last: number }> {
+async function jobLatencies(
+  ctx: Ctx,
+  db: string,
+  since: Date,
+): Promise<{ latencies: number[]; first: number; last: number }> {
   return withMongo(ctx, db, async (jobs) => {
-    const rows = await jobs.find({ createdAt: { $gte: since }, status: 'succeeded' }, { projection: { createdAt: 1, finishedAt: 1 } }).toArray();
+    const rows = await jobs
+      .find({ createdAt: { $gte: since }, status: 'succeeded' }, { projection: { createdAt: 1, finishedAt: 1 } })
+      .toArray();
     const latencies: number[] = [];
     let first = Number.POSITIVE_INFINITY;
     let last = 0;
@@ -151,7 +177,9 @@ async function jobLatencies(ctx: Ctx, db: string, since: Date): Promise<{ latenc
 
 function succeeded(consumers: readonly ServiceProcess[]): () => Promise<number> {
   return async () => {
-    const counts = await Promise.all(consumers.map((c) => scrapeCounter(`${c.url}/metrics`, 'job_deliveries_total', { outcome: 'succeeded' })));
+    const counts = await Promise.all(
+      consumers.map((c) => scrapeCounter(`${c.url}/metrics`, 'job_deliveries_total', { outcome: 'succeeded' })),
+    );
     return counts.reduce((a, b) => a + b, 0);
   };
 }
@@ -211,8 +239,22 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
     const hp: HttpLoad[] = [];
     const hc: HttpLoad[] = [];
     for (let r = 0; r < sizes.reps; r++) {
-      hc.push(await postJobs(constant.url, { connections: CONNECTIONS, durationS: d, overallRate: constantRate, keyPrefix: `hc${r}` }));
-      hp.push(await postJobs(producer.url, { connections: CONNECTIONS, durationS: d, overallRate: producerRate, keyPrefix: `hs${r}` }));
+      hc.push(
+        await postJobs(constant.url, {
+          connections: CONNECTIONS,
+          durationS: d,
+          overallRate: constantRate,
+          keyPrefix: `hc${r}`,
+        }),
+      );
+      hp.push(
+        await postJobs(producer.url, {
+          connections: CONNECTIONS,
+          durationS: d,
+          overallRate: producerRate,
+          keyPrefix: `hs${r}`,
+        }),
+      );
       log(`accept half rep ${r + 1}: producer p50 ${hp[r]?.p50Ms} ms p99 ${hp[r]?.p99Ms} ms at ${producerRate}/s`);
     }
     const errors = [...prod, ...hp].reduce((s, p) => s + p.errors, 0);
@@ -220,7 +262,9 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
     const metricsUrl = `${producer.url}/metrics`;
     const producerMetrics = {
       httpMeanMs: await scrapeHistogramMeanMs(metricsUrl, 'http_request_duration_seconds', { route: '/v1/jobs' }),
-      publishConfirmMeanMs: await scrapeHistogramMeanMs(metricsUrl, 'job_publish_duration_seconds', { outcome: 'confirmed' }),
+      publishConfirmMeanMs: await scrapeHistogramMeanMs(metricsUrl, 'job_publish_duration_seconds', {
+        outcome: 'confirmed',
+      }),
     };
     return {
       connections: CONNECTIONS,
@@ -283,7 +327,14 @@ interface Batch {
 }
 
 /** One batch through producer → RabbitMQ → consumer: `rate` undefined means as fast as 10 clients can submit. */
-async function servicesBatch(ctx: Ctx, producer: ServiceProcess, consumer: ServiceProcess, jobs: number, rate: number | undefined, tag: string): Promise<Batch> {
+async function servicesBatch(
+  ctx: Ctx,
+  producer: ServiceProcess,
+  consumer: ServiceProcess,
+  jobs: number,
+  rate: number | undefined,
+  tag: string,
+): Promise<Batch> {
   const since = new Date(Date.now() - 1);
   const before = await succeeded([consumer])();
   const load = await postJobs(producer.url, {
@@ -292,17 +343,29 @@ async function servicesBatch(ctx: Ctx, producer: ServiceProcess, consumer: Servi
     ...(rate !== undefined ? { overallRate: rate } : {}),
     keyPrefix: tag,
   });
-  await waitForCount(async () => (await succeeded([consumer])()) - before, load.ok, 120_000 + (jobs / 50) * 1000);
+  await waitForCount(async () => (await succeeded([consumer])()) - before, load.ok, 120_000 + jobs * 500);
   const { latencies, first, last } = await jobLatencies(ctx, 'pipeline', since);
   return { jobsPerSecond: (latencies.length * 1000) / Math.max(1, last - first), latencies };
 }
 
-async function amqpBatch(ch: amqp.ConfirmChannel, worker: WorkerChild, jobs: number, rate: number | undefined): Promise<Batch> {
+async function amqpBatch(
+  ch: amqp.ConfirmChannel,
+  worker: WorkerChild,
+  jobs: number,
+  rate: number | undefined,
+): Promise<Batch> {
   await worker.reset();
   const send = (): Promise<void> =>
     new Promise((resolve, reject) => {
-      ch.publish('', 'raw.work', Buffer.from(JSON.stringify({ t: Date.now() })), { persistent: true, contentType: 'application/json' }, (err: unknown) =>
-        err !== null && err !== undefined ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(),
+      ch.publish(
+        '',
+        'raw.work',
+        Buffer.from(JSON.stringify({ t: Date.now() })),
+        { persistent: true, contentType: 'application/json' },
+        (err: unknown) =>
+          err !== null && err !== undefined
+            ? reject(err instanceof Error ? err : new Error('publish not confirmed'))
+            : resolve(),
       );
     });
   const t0 = Date.now();
@@ -338,16 +401,26 @@ function system(sat: readonly Batch[], half: readonly Batch[], halfRate: number)
 export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
   const { sizes, log, servers } = ctx;
   const producer = await startService('producer', ctx.base, serviceEnv(ctx, 'pipeline'));
-  const consumer = await startService('consumer', ctx.base, serviceEnv(ctx, 'pipeline', { PREFETCH: '10', CONCURRENCY: '10' }));
+  const consumer = await startService(
+    'consumer',
+    ctx.base,
+    serviceEnv(ctx, 'pipeline', { PREFETCH: '10', CONCURRENCY: '10' }),
+  );
   const conn = await amqp.connect(servers.rabbit.url, { noDelay: true });
   const ch = await conn.createConfirmChannel();
   await ch.assertQueue('raw.work', { durable: true, arguments: { 'x-queue-type': 'classic' } });
-  const amqpWorker = await WorkerChild.start(['amqp', servers.rabbit.url, 'raw.work', '10'], join(ctx.base, 'amqp-worker.log'));
+  const amqpWorker = await WorkerChild.start(
+    ['amqp', servers.rabbit.url, 'raw.work', '10'],
+    join(ctx.base, 'amqp-worker.log'),
+  );
   const queue = new Queue('bench', { connection: { host: '127.0.0.1', port: servers.redis.port } });
-  const bullWorker = await WorkerChild.start(['bullmq', String(servers.redis.port), 'bench', '10'], join(ctx.base, 'bull-worker.log'));
+  const bullWorker = await WorkerChild.start(
+    ['bullmq', String(servers.redis.port), 'bench', '10'],
+    join(ctx.base, 'bull-worker.log'),
+  );
   try {
     // Warm-up: JIT, connection pools, queue creation.
-    await servicesBatch(ctx, producer, consumer, 200, undefined, 'warm');
+    await servicesBatch(ctx, producer, consumer, 20, undefined, 'warm');
     await amqpBatch(ch, amqpWorker, 1000, undefined);
     await bullBatch(queue, bullWorker, 500, undefined);
     const sat = { s: [] as Batch[], a: [] as Batch[], b: [] as Batch[] };
@@ -359,7 +432,8 @@ export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
         `pipeline rep ${r + 1}: services ${sat.s[r]?.jobsPerSecond.toFixed(0)} jobs/s, amqplib ${sat.a[r]?.jobsPerSecond.toFixed(0)}, BullMQ ${sat.b[r]?.jobsPerSecond.toFixed(0)}`,
       );
     }
-    const halfOf = (bs: readonly Batch[]): number => Math.max(1, Math.round(summarize(bs.map((b) => b.jobsPerSecond)).median / 2));
+    const halfOf = (bs: readonly Batch[]): number =>
+      Math.max(1, Math.round(summarize(bs.map((b) => b.jobsPerSecond)).median / 2));
     const rates = { s: halfOf(sat.s), a: halfOf(sat.a), b: halfOf(sat.b) };
     const half = { s: [] as Batch[], a: [] as Batch[], b: [] as Batch[] };
     const d = sizes.halfDurationS;
@@ -409,11 +483,11 @@ async function declareTopology(ctx: Ctx, name: string): Promise<void> {
  * Puts `jobs` queued no-op jobs in MongoDB and their messages in RabbitMQ, as the producer would have (marked
  * published, so the outbox sweeper leaves them alone), without going through HTTP: the drain is what is measured.
  */
-async function seedBacklog(ctx: Ctx, name: string, jobs: number): Promise<void> {
+async function seedBacklog(ctx: Ctx, name: string, jobs: number, db = name): Promise<void> {
   const conn = await amqp.connect(ctx.servers.rabbit.url, { noDelay: true });
   const ch = await conn.createConfirmChannel();
   try {
-    await withMongo(ctx, name, async (coll) => {
+    await withMongo(ctx, db, async (coll) => {
       const batch = 1000;
       for (let i = 0; i < jobs; i += batch) {
         const now = new Date();
@@ -438,19 +512,34 @@ async function seedBacklog(ctx: Ctx, name: string, jobs: number): Promise<void> 
 interface Drain {
   readonly jobsPerSecond: number;
   readonly peakRssMiB: readonly number[];
+  /** RSS of each consumer once ready, before the drain: peak − ready shows whether memory grows with the backlog. */
+  readonly readyRssMiB: readonly number[];
   readonly seconds: number;
 }
 
-async function drain(ctx: Ctx, name: string, jobs: number, consumers: number, env: Record<string, string> = {}, nodeArgs: readonly string[] = []): Promise<Drain> {
-  const procs = await Promise.all(Array.from({ length: consumers }, () => startService('consumer', ctx.base, serviceEnv(ctx, name, env), nodeArgs)));
+async function drain(
+  ctx: Ctx,
+  name: string,
+  jobs: number,
+  consumers: number,
+  env: Record<string, string> = {},
+  nodeArgs: readonly string[] = [],
+  db = name,
+): Promise<Drain> {
+  const procs = await Promise.all(
+    Array.from({ length: consumers }, () =>
+      startService('consumer', ctx.base, serviceEnv(ctx, name, env, db), nodeArgs),
+    ),
+  );
+  const readyRssMiB = procs.map((p) => readMemory(p.pid)?.rssMiB ?? Number.NaN);
   const samplers = procs.map((p) => sampleMemory(p.pid));
   try {
     const read = succeeded(procs);
     const c0 = await read();
     const t0 = Date.now();
-    const t1 = await waitForCount(read, jobs, 60_000 + jobs * 20, 200);
+    const t1 = await waitForCount(read, jobs, 120_000 + jobs * 500, 200);
     const seconds = (t1 - t0) / 1000;
-    return { jobsPerSecond: (jobs - c0) / seconds, peakRssMiB: samplers.map((s) => s.stop()), seconds };
+    return { jobsPerSecond: (jobs - c0) / seconds, peakRssMiB: samplers.map((s) => s.stop()), readyRssMiB, seconds };
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
   }
@@ -459,7 +548,7 @@ async function drain(ctx: Ctx, name: string, jobs: number, consumers: number, en
 export interface BacklogResults {
   readonly jobs: number;
   readonly prefetch: number;
-  readonly runs: readonly { readonly consumers: number; readonly jobsPerSecond: number; readonly seconds: number; readonly peakRssMiB: readonly number[] }[];
+  readonly runs: readonly ({ readonly consumers: number } & Drain)[];
   /** jobs/s with 2 consumers ÷ with 1. */
   readonly scaling: number;
 }
@@ -473,15 +562,26 @@ export async function runBacklog(ctx: Ctx): Promise<BacklogResults> {
     await seedBacklog(ctx, name, ctx.sizes.backlogJobs);
     ctx.log(`backlog: seeded ${ctx.sizes.backlogJobs} jobs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
     const d = await drain(ctx, name, ctx.sizes.backlogJobs, consumers, { PREFETCH: '10', CONCURRENCY: '10' });
-    ctx.log(`backlog: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, peak RSS ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`);
+    ctx.log(
+      `backlog: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, peak RSS ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
+    );
     runs.push({ consumers, ...d });
   }
-  return { jobs: ctx.sizes.backlogJobs, prefetch: 10, runs, scaling: (runs[1]?.jobsPerSecond ?? 0) / (runs[0]?.jobsPerSecond ?? 1) };
+  return {
+    jobs: ctx.sizes.backlogJobs,
+    prefetch: 10,
+    runs,
+    scaling: (runs[1]?.jobsPerSecond ?? 0) / (runs[0]?.jobsPerSecond ?? 1),
+  };
 }
 
 export interface PrefetchResults {
   readonly jobs: number;
-  readonly values: readonly { readonly prefetch: number; readonly jobsPerSecond: Summary; readonly vsDefault: Summary }[];
+  readonly values: readonly {
+    readonly prefetch: number;
+    readonly jobsPerSecond: Summary;
+    readonly vsDefault: Summary;
+  }[];
 }
 
 export async function runPrefetch(ctx: Ctx): Promise<PrefetchResults> {
@@ -491,8 +591,18 @@ export async function runPrefetch(ctx: Ctx): Promise<PrefetchResults> {
   const samples = new Map<number, number[]>(values.map((v) => [v, []]));
   for (let r = 0; r < ctx.sizes.reps; r++) {
     for (const p of values) {
-      await seedBacklog(ctx, name, ctx.sizes.prefetchJobs);
-      const d = await drain(ctx, name, ctx.sizes.prefetchJobs, 1, { PREFETCH: String(p), CONCURRENCY: String(p) });
+      // A fresh collection per drain: on FerretDB/SQLite every update gets slower as the collection grows.
+      const db = `prefetch-${p}-${r}`;
+      await seedBacklog(ctx, name, ctx.sizes.prefetchJobs, db);
+      const d = await drain(
+        ctx,
+        name,
+        ctx.sizes.prefetchJobs,
+        1,
+        { PREFETCH: String(p), CONCURRENCY: String(p) },
+        [],
+        db,
+      );
       samples.get(p)?.push(d.jobsPerSecond);
       ctx.log(`prefetch ${p} rep ${r + 1}: ${d.jobsPerSecond.toFixed(0)} jobs/s`);
     }
@@ -500,7 +610,11 @@ export async function runPrefetch(ctx: Ctx): Promise<PrefetchResults> {
   const base = samples.get(10) ?? [];
   return {
     jobs: ctx.sizes.prefetchJobs,
-    values: values.map((p) => ({ prefetch: p, jobsPerSecond: summarize(samples.get(p) ?? []), vsDefault: ratios(samples.get(p) ?? [], base) })),
+    values: values.map((p) => ({
+      prefetch: p,
+      jobsPerSecond: summarize(samples.get(p) ?? []),
+      vsDefault: ratios(samples.get(p) ?? [], base),
+    })),
   };
 }
 
@@ -537,11 +651,26 @@ export async function runDb(ctx: Ctx): Promise<DbResults> {
       const now = new Date();
       const doc = newJobDoc(now, null);
       await time('insert', () => jobs.insertOne(doc));
-      await time('markPublished', () => jobs.updateOne({ _id: doc._id, publishedAt: null }, { $set: { publishedAt: new Date() } }));
+      await time('markPublished', () =>
+        jobs.updateOne({ _id: doc._id, publishedAt: null }, { $set: { publishedAt: new Date() } }),
+      );
       await time('claim', () =>
         jobs.findOneAndUpdate(
-          { _id: doc._id, attempts: { $lt: 5 }, $or: [{ status: 'queued' }, { status: 'retrying' }, { status: 'running', leaseExpiresAt: { $lte: now } }] },
-          { $set: { status: 'running', leaseOwner: 'bench', leaseExpiresAt: new Date(now.getTime() + 60_000), startedAt: now, updatedAt: now }, $inc: { attempts: 1 } },
+          {
+            _id: doc._id,
+            attempts: { $lt: 5 },
+            $or: [{ status: 'queued' }, { status: 'retrying' }, { status: 'running', leaseExpiresAt: { $lte: now } }],
+          },
+          {
+            $set: {
+              status: 'running',
+              leaseOwner: 'bench',
+              leaseExpiresAt: new Date(now.getTime() + 60_000),
+              startedAt: now,
+              updatedAt: now,
+            },
+            $inc: { attempts: 1 },
+          },
           { returnDocument: 'after' },
         ),
       );
@@ -549,12 +678,28 @@ export async function runDb(ctx: Ctx): Promise<DbResults> {
       await time('complete', () =>
         jobs.updateOne(
           { _id: doc._id, status: 'running', leaseOwner: 'bench' },
-          { $set: { status: 'succeeded', result: null, error: null, finishedAt: new Date(), updatedAt: new Date(), leaseOwner: null, leaseExpiresAt: null } },
+          {
+            $set: {
+              status: 'succeeded',
+              result: null,
+              error: null,
+              finishedAt: new Date(),
+              updatedAt: new Date(),
+              leaseOwner: null,
+              leaseExpiresAt: null,
+            },
+          },
         ),
       );
     }
     const p = (k: keyof typeof t): number => percentile(t[k], 50);
-    const opsP50Ms = { insert: p('insert'), markPublished: p('markPublished'), claim: p('claim'), recordRun: p('recordRun'), complete: p('complete') };
+    const opsP50Ms = {
+      insert: p('insert'),
+      markPublished: p('markPublished'),
+      claim: p('claim'),
+      recordRun: p('recordRun'),
+      complete: p('complete'),
+    };
     return {
       jobs: ctx.sizes.dbOps,
       opsP50Ms,
@@ -577,16 +722,26 @@ export async function runProfiles(ctx: Ctx): Promise<ProfileResults> {
   mkdirSync(dir, { recursive: true });
   const prodDir = join(dir, 'producer');
   const consDir = join(dir, 'consumer');
-  const producer = await startService('producer', ctx.base, serviceEnv(ctx, 'profile'), ['--cpu-prof', `--cpu-prof-dir=${prodDir}`]);
+  const producer = await startService('producer', ctx.base, serviceEnv(ctx, 'profile'), [
+    '--cpu-prof',
+    `--cpu-prof-dir=${prodDir}`,
+  ]);
   try {
-    await postJobs(producer.url, { connections: CONNECTIONS, durationS: ctx.sizes.profileDurationS, keyPrefix: 'prof' });
+    await postJobs(producer.url, {
+      connections: CONNECTIONS,
+      durationS: ctx.sizes.profileDurationS,
+      keyPrefix: 'prof',
+    });
   } finally {
     await producer.stop();
   }
   await purge(ctx, ['profile.work']);
   await declareTopology(ctx, 'profile-drain');
   await seedBacklog(ctx, 'profile-drain', ctx.sizes.prefetchJobs);
-  await drain(ctx, 'profile-drain', ctx.sizes.prefetchJobs, 1, { PREFETCH: '10', CONCURRENCY: '10' }, ['--cpu-prof', `--cpu-prof-dir=${consDir}`]);
+  await drain(ctx, 'profile-drain', ctx.sizes.prefetchJobs, 1, { PREFETCH: '10', CONCURRENCY: '10' }, [
+    '--cpu-prof',
+    `--cpu-prof-dir=${consDir}`,
+  ]);
   const first = (d: string): string => {
     const f = readdirSync(d).find((n) => n.endsWith('.cpuprofile'));
     if (f === undefined) throw new Error(`${d}: no .cpuprofile written`);

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
       done(t);
     });
   } else if (kind === 'bullmq') {
-    const worker = new Worker(queue, async () => null, {
+    const worker = new Worker(queue, () => Promise.resolve(null), {
       connection: { host: '127.0.0.1', port: Number(target) },
       concurrency: Number(limit),
     });

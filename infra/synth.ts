@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { synthesize, TARGETS, type JobSystem, type Target } from '../constructs';
 import { compareFiles, writeFiles, type FileDifference } from '../constructs/output/files';
-import { renderDiff } from '../constructs/output/diff';
+import { renderResourceDiff } from '../constructs/output/diff';
 import * as defaultApp from './app';
 
 /** What a system definition module exports (infra/app.ts, or the module given with --app). */
@@ -29,7 +29,8 @@ ${TARGETS.map((t) => `                      ${t.name.padEnd(11)} ${t.description
   --app <module>    A compiled module exporting ENVIRONMENTS and defineSystem(env), instead of infra/app.ts
   --check           Write nothing; exit 1 and list stale, missing or extra files if <out> is not what synth
                     would write (CI runs this)
-  --diff            Write nothing; print what would change against <out>, per file, for pull requests
+  --diff            Write nothing; print what would change against <out> for a pull request: per target and
+                    environment, the resources added, removed or changed, with each changed field
   --quiet           Print errors only
   -h, --help        Show this help
 
@@ -97,6 +98,8 @@ async function main(): Promise<void> {
     systems: envs.map((e) => app.defineSystem(e)),
     targets,
     resolveOptions: { repoRoot: process.cwd() },
+    // The parity report covers every target and environment, so only a full run writes it.
+    parity: values.env === undefined && values.target === undefined,
   });
   if (result.errors.length > 0) {
     process.stderr.write(
@@ -117,7 +120,11 @@ async function main(): Promise<void> {
   if (values.check || values.diff) {
     const differences = compareFiles(outDir, result.files, owned);
     if (values.diff) {
-      process.stdout.write(differences.length === 0 ? `No changes against ${values.out}/.\n` : renderDiff(differences));
+      process.stdout.write(
+        differences.length === 0
+          ? `No changes against ${values.out}/.\n`
+          : renderResourceDiff(differences, result.targetOf),
+      );
       return;
     }
     if (differences.length > 0) {

@@ -6,6 +6,7 @@
 #   deps        npm ci for the root and services/ when package-lock.json changed
 #   servers     RabbitMQ (Debian's rabbitmq-server) and FerretDB (built from the Go module proxy) for integration tests
 #   browser     Debian's chromium for the browser test
+#   bench       the benchmarks' npm packages and Debian's redis-server (BullMQ baseline)
 #   validators  docker-compose, yamllint, shellcheck (Debian), kubernetes-validate (PyPI) for the output checks
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,6 +64,16 @@ part_deps() {
   ci_if_needed "$root/services"
 }
 
+# The benchmarks' own dependencies (autocannon, BullMQ) and Redis, the baseline queue they compare against.
+part_bench() {
+  export PATH="$tools/node_modules/.bin:$PATH"
+  ci_if_needed "$root/bench"
+  apt_install redis-server
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+    systemctl stop redis-server || true
+  fi
+}
+
 part_servers() {
   apt_install rabbitmq-server
   # The package starts a system-wide node; tests run their own isolated nodes, so stop it to free the ports.
@@ -70,16 +81,24 @@ part_servers() {
     systemctl stop rabbitmq-server || true
   fi
   local ferret="$tools/bin/ferretdb"
-  if [ ! -x "$ferret" ]; then
+  if [ ! -x "$ferret" ] || ! "$ferret" --version >/dev/null 2>&1; then
     command -v go >/dev/null || apt_install golang-go
     log "building FerretDB $FERRETDB_VERSION (a few minutes on first run)"
-    local work
+    local work src
     work=$(mktemp -d)
-    # `go install …@version` fails here on the proxy's deprecation lookup; a throwaway module works.
+    # `go install …@version` fails here on the proxy's deprecation lookup, and a binary built from the module
+    # cache panics for want of build/version/version.txt (the project generates it in its own build), so build
+    # a copy of the module source with that file added.
     (cd "$work" && go mod init ferretdb-build >/dev/null 2>&1 &&
-      go get "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" >/dev/null 2>&1 &&
-      mkdir -p "$tools/bin" && go build -o "$ferret" github.com/FerretDB/FerretDB/cmd/ferretdb)
+      go get "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" >/dev/null 2>&1)
+    src=$(cd "$work" && go list -m -f '{{.Dir}}' github.com/FerretDB/FerretDB)
+    cp -r "$src" "$work/src"
+    chmod -R u+w "$work/src"
+    echo "$FERRETDB_VERSION" >"$work/src/build/version/version.txt"
+    mkdir -p "$tools/bin"
+    (cd "$work/src" && go build -o "$ferret" ./cmd/ferretdb)
     rm -rf "$work"
+    "$ferret" --version >/dev/null
   fi
 }
 
@@ -97,8 +116,8 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(node deps)
 for part in "${parts[@]}"; do
   case "$part" in
-    node | deps | servers | browser | validators) "part_$part" ;;
-    all) part_node; part_deps; part_servers; part_browser; part_validators ;;
-    *) log "unknown part '$part'; expected node, deps, servers, browser, validators or all"; exit 2 ;;
+    node | deps | servers | browser | validators | bench) "part_$part" ;;
+    all) part_node; part_deps; part_servers; part_browser; part_validators; part_bench ;;
+    *) log "unknown part '$part'; expected node, deps, servers, browser, validators, bench or all"; exit 2 ;;
   esac
 done

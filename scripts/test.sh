@@ -11,7 +11,7 @@ status=0
 npm run --silent build || { echo "build failed" >&2; exit 1; }
 npx jest --json --outputFile="$results/root.json" "$@" || status=1
 if [ $# -eq 0 ]; then
-  (cd services && npx jest --json --outputFile="$results/services.json") || status=1
+  (cd services && npm run --silent test -- --json --outputFile="$results/services.json") || status=1
 fi
 
 # shellcheck disable=SC2016 # the JavaScript's template literals are not shell expansions

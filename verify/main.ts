@@ -4,8 +4,10 @@
  * version, the files it checked and its findings. Exits 1 on any finding not excepted in verify/exceptions.yaml,
  * and, under CI=true, on a validator that is not installed (elsewhere that validator is reported as skipped).
  */
-import { existsSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
+import { featureTable, parityReport, replaceFeatureTable } from '../constructs/parity';
+import { TARGETS } from '../constructs/targets';
 import { parseArgs } from 'node:util';
 import { excepts, loadExceptions, REPO_ROOT, runValidator, VALIDATORS, type ValidatorResult } from './validators';
 
@@ -17,6 +19,8 @@ Options:
   --dist <dir>         Directory to check (default: dist)
   --only <validator>   Only this validator (repeatable): ${VALIDATORS.map((v) => v.name).join(', ')}
   --show-excepted      Also list the excepted findings with their reasons
+  --write-readme-table Only rewrite README.md's feature table (between the feature-table markers) from
+                       constructs/parity, then exit
   -h, --help           Show this help
 
 Exit codes: 0 every validator passed, 1 a finding not excepted (or, with CI=true, a validator missing), 2 bad options.`;
@@ -29,6 +33,7 @@ function main(): number {
         dist: { type: 'string', default: 'dist' },
         only: { type: 'string', multiple: true },
         'show-excepted': { type: 'boolean', default: false },
+        'write-readme-table': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }).values;
@@ -40,6 +45,12 @@ function main(): number {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
+  if (values['write-readme-table']) {
+    const readme = join(REPO_ROOT, 'README.md');
+    writeFileSync(readme, replaceFeatureTable(readFileSync(readme, 'utf8'), featureTable(parityReport(TARGETS, []))));
+    process.stdout.write('README.md: feature table rewritten from constructs/parity\n');
+    return 0;
+  }
   const dist = resolvePath(REPO_ROOT, values.dist);
   if (!existsSync(dist)) {
     process.stderr.write(`verify: --dist: ${dist} does not exist; run \`npm run synth\` first\n`);
@@ -48,7 +59,9 @@ function main(): number {
   const selected = values.only ?? VALIDATORS.map((v) => v.name);
   for (const name of selected) {
     if (!VALIDATORS.some((v) => v.name === name)) {
-      process.stderr.write(`verify: --only: got ${JSON.stringify(name)}, expected one of ${VALIDATORS.map((v) => v.name).join(', ')}\n`);
+      process.stderr.write(
+        `verify: --only: got ${JSON.stringify(name)}, expected one of ${VALIDATORS.map((v) => v.name).join(', ')}\n`,
+      );
       return 2;
     }
   }
@@ -62,7 +75,9 @@ function main(): number {
     results.push(r);
     if (r.missing !== null) {
       if (ci) failed++;
-      process.stdout.write(`${ci ? 'FAIL' : 'SKIP'} ${r.name}: ${r.missing}${ci ? ' (CI=true requires every validator)' : ''}\n`);
+      process.stdout.write(
+        `${ci ? 'FAIL' : 'SKIP'} ${r.name}: ${r.missing}${ci ? ' (CI=true requires every validator)' : ''}\n`,
+      );
       continue;
     }
     const ok = r.findings.length === 0;
@@ -87,7 +102,9 @@ function main(): number {
     const r = results.find((x) => x.name === e.validator);
     if (r === undefined || r.missing !== null) continue;
     if (!r.excepted.some(({ finding }) => excepts(e, r.name, finding))) {
-      process.stdout.write(`note: unused exception in verify/exceptions.yaml: ${e.validator} [${e.rule}]${e.files ? ` ${e.files}` : ''}\n`);
+      process.stdout.write(
+        `note: unused exception in verify/exceptions.yaml: ${e.validator} [${e.rule}]${e.files ? ` ${e.files}` : ''}\n`,
+      );
     }
   }
   process.stdout.write(`${passed} passed, ${failed} failed\n`);

@@ -6,7 +6,7 @@
  * Installed by `scripts/install-validators.sh` (into `.tools/bin`, `.tools/venv-*`) or as root devDependencies.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, join, relative, resolve as resolvePath, sep } from 'node:path';
 import Ajv from 'ajv';
@@ -75,7 +75,11 @@ export const isDockerfile = /\.Dockerfile$/;
 
 /** Finds an executable: the project's own installs first, so a system copy of another version is not used. */
 export function findExecutable(command: string): string | null {
-  const dirs = [join(REPO_ROOT, '.tools', 'bin'), join(REPO_ROOT, 'node_modules', '.bin'), ...(process.env.PATH ?? '').split(delimiter)];
+  const dirs = [
+    join(REPO_ROOT, '.tools', 'bin'),
+    join(REPO_ROOT, 'node_modules', '.bin'),
+    ...(process.env.PATH ?? '').split(delimiter),
+  ];
   for (const d of dirs) {
     const candidate = join(d, command);
     if (d !== '' && existsSync(candidate)) return candidate;
@@ -104,7 +108,9 @@ function exec(exe: string, args: readonly string[], options: { env?: NodeJS.Proc
 /** A tool that exited non-zero without any finding we could parse: the output itself is the finding. */
 function crashed(file: string, tool: string, r: Run): Finding[] {
   if (r.status === 0) return [];
-  return [{ file, rule: 'tool-error', object: '', message: `${tool} exited ${r.status}: ${(r.stderr || r.stdout).trim()}` }];
+  return [
+    { file, rule: 'tool-error', object: '', message: `${tool} exited ${r.status}: ${(r.stderr || r.stdout).trim()}` },
+  ];
 }
 
 function rel(dist: string, file: string): string {
@@ -119,13 +125,17 @@ const yamllint: Validator = {
   command: 'yamllint',
   install: 'apt-get install yamllint',
   files: byName(isYaml),
-  version: (exe) => exec(exe, ['--version']).stdout.trim().replace(/^yamllint /, ''),
+  version: (exe) =>
+    exec(exe, ['--version'])
+      .stdout.trim()
+      .replace(/^yamllint /, ''),
   run(exe, files, dist) {
     const r = exec(exe, ['-f', 'parsable', '-c', join(REPO_ROOT, 'verify', 'yamllint.yaml'), ...files]);
     const findings: Finding[] = [];
     for (const line of r.stdout.split('\n')) {
       const m = /^(.*?):(\d+):(\d+): \[(\w+)\] (.*) \(([\w-]+)\)$/.exec(line);
-      if (m) findings.push({ file: rel(dist, m[1]!), rule: m[6]!, object: `line ${m[2]}`, message: `[${m[4]}] ${m[5]}` });
+      if (m)
+        findings.push({ file: rel(dist, m[1]!), rule: m[6]!, object: `line ${m[2]}`, message: `[${m[4]}] ${m[5]}` });
     }
     return findings.length > 0 ? findings : crashed('', 'yamllint', r);
   },
@@ -138,7 +148,9 @@ const composeSchema: Validator = {
   install: `the compose-spec schema at ${COMPOSE_SCHEMA}`,
   files: byName(isCompose),
   version() {
-    const ajvVersion = (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', 'ajv', 'package.json'), 'utf8')) as { version: string }).version;
+    const ajvVersion = (
+      JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', 'ajv', 'package.json'), 'utf8')) as { version: string }
+    ).version;
     const schema = JSON.parse(readFileSync(COMPOSE_SCHEMA, 'utf8')) as { $id?: string };
     return `${schema.$id ?? 'compose-spec.json'} (ajv ${ajvVersion})`;
   },
@@ -151,7 +163,12 @@ const composeSchema: Validator = {
     for (const file of files) {
       if (validate(parse(readFileSync(file, 'utf8')))) continue;
       for (const e of validate.errors ?? []) {
-        findings.push({ file: rel(dist, file), rule: e.keyword, object: e.instancePath, message: `${e.instancePath} ${e.message ?? ''} ${JSON.stringify(e.params)}` });
+        findings.push({
+          file: rel(dist, file),
+          rule: e.keyword,
+          object: e.instancePath,
+          message: `${e.instancePath} ${e.message ?? ''} ${JSON.stringify(e.params)}`,
+        });
       }
     }
     return findings;
@@ -167,7 +184,9 @@ const dockerCompose: Validator = {
   command: 'docker-compose',
   install: 'apt-get install docker-compose',
   files: byName(isCompose),
-  version: (exe) => /version ([\d.]+)/.exec(exec(exe, ['version', '--short']).stdout + exec(exe, ['--version']).stdout)?.[1] ?? 'unknown',
+  version: (exe) =>
+    /version ([\d.]+)/.exec(exec(exe, ['version', '--short']).stdout + exec(exe, ['--version']).stdout)?.[1] ??
+    'unknown',
   run(exe, files, dist) {
     const findings: Finding[] = [];
     const tmp = mkdtempSync(join(tmpdir(), 'verify-compose-'));
@@ -177,9 +196,22 @@ const dockerCompose: Validator = {
         const name = /^name: (.*)$/m.exec(text)?.[1] ?? basename(dirname(file));
         const copy = join(tmp, `${basename(dirname(file))}-compose.yaml`);
         writeFileSync(copy, text.replace(/^name: .*\n/m, ''));
-        const r = exec(exe, ['-p', name, '--project-directory', dirname(file), '-f', copy, 'config', '-q']);
+        // Relative paths in the file (build contexts, secret files) are written for its place in the repository's
+        // dist/<env>/, wherever this copy is checked (a temp dir in the mutation tests).
+        const project = join(REPO_ROOT, 'dist', basename(dirname(file)));
+        const r = exec(exe, [
+          '-p',
+          name,
+          '--project-directory',
+          existsSync(project) ? project : dirname(file),
+          '-f',
+          copy,
+          'config',
+          '-q',
+        ]);
         const out = `${r.stdout}${r.stderr}`.trim();
-        if (r.status !== 0 || out !== '') findings.push({ file: rel(dist, file), rule: 'config', object: '', message: out || `exit ${r.status}` });
+        if (r.status !== 0 || out !== '')
+          findings.push({ file: rel(dist, file), rule: 'config', object: '', message: out || `exit ${r.status}` });
       }
     } finally {
       rmSync(tmp, { recursive: true, force: true });
@@ -219,7 +251,12 @@ const dockerfileUtils: Validator = {
   command: 'dockerfile-utils',
   install: 'npm ci (root devDependency dockerfile-utils)',
   files: byName(isDockerfile),
-  version: () => (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', 'dockerfile-utils', 'package.json'), 'utf8')) as { version: string }).version,
+  version: () =>
+    (
+      JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', 'dockerfile-utils', 'package.json'), 'utf8')) as {
+        version: string;
+      }
+    ).version,
   run(exe, files, dist) {
     const findings: Finding[] = [];
     for (const file of files) {
@@ -228,7 +265,13 @@ const dockerfileUtils: Validator = {
       for (const block of out.split(/\n\s*\n/)) {
         const line = /^Line: (\d+)/m.exec(block)?.[1];
         const msg = /^(Error|Warning|Information|Hint): (.*)$/m.exec(block);
-        if (line && msg) findings.push({ file: rel(dist, file), rule: msg[2]!, object: `line ${line}`, message: `${msg[1]}: ${msg[2]}` });
+        if (line && msg)
+          findings.push({
+            file: rel(dist, file),
+            rule: msg[2]!,
+            object: `line ${line}`,
+            message: `${msg[1]}: ${msg[2]}`,
+          });
       }
       if (findings.length === 0) findings.push(...crashed(rel(dist, file), 'dockerfile-utils', r));
     }
@@ -257,7 +300,12 @@ const dockerfilelint: Validator = {
       return crashed('', 'dockerfilelint', { ...r, status: r.status ?? 1 });
     }
     return report.files.flatMap((f) =>
-      f.issues.map((i) => ({ file: rel(dist, resolvePath(REPO_ROOT, f.file)), rule: i.title, object: `line ${i.line}: ${i.content.trim()}`, message: i.description })),
+      f.issues.map((i) => ({
+        file: rel(dist, resolvePath(REPO_ROOT, f.file)),
+        rule: i.title,
+        object: `line ${i.line}: ${i.content.trim()}`,
+        message: i.description,
+      })),
     );
   },
 };
@@ -266,7 +314,12 @@ interface KubeScoreObject {
   object_name: string;
   type_meta: { kind: string };
   file_name: string;
-  checks: { check: { id: string; name: string }; grade: number; skipped: boolean; comments: { summary: string; path: string; description: string }[] | null }[];
+  checks: {
+    check: { id: string; name: string };
+    grade: number;
+    skipped: boolean;
+    comments: { summary: string; path: string; description: string }[] | null;
+  }[];
 }
 
 /**
@@ -283,7 +336,16 @@ const kubeScore: Validator = {
   run(exe, files, dist) {
     const findings: Finding[] = [];
     for (const file of files) {
-      const r = exec(exe, ['score', '--output-format', 'json', '--kubernetes-version', 'v1.28', '--enable-optional-test', 'container-seccomp-profile', file]);
+      const r = exec(exe, [
+        'score',
+        '--output-format',
+        'json',
+        '--kubernetes-version',
+        'v1.28',
+        '--enable-optional-test',
+        'container-seccomp-profile',
+        file,
+      ]);
       let objects: KubeScoreObject[];
       try {
         objects = JSON.parse(r.stdout) as KubeScoreObject[];
@@ -295,7 +357,12 @@ const kubeScore: Validator = {
         for (const c of o.checks) {
           if (c.skipped || c.grade >= 10) continue;
           const comments = (c.comments ?? []).map((x) => `${x.path ? `${x.path}: ` : ''}${x.summary}`).join('; ');
-          findings.push({ file: rel(dist, file), rule: c.check.id, object: `${o.type_meta.kind}/${o.object_name.split('/').pop() ?? o.object_name}`, message: `${c.check.name}: ${comments}` });
+          findings.push({
+            file: rel(dist, file),
+            rule: c.check.id,
+            object: `${o.type_meta.kind}/${o.object_name.split('/').pop() ?? o.object_name}`,
+            message: `${c.check.name}: ${comments}`,
+          });
         }
       }
     }
@@ -321,7 +388,12 @@ const kubernetesValidate: Validator = {
         const m = /^(ERROR|WARN\w*)\s+(.*)$/.exec(line.trim());
         if (!m) continue;
         const kind = /kind (\S+) with api version (\S+)/.exec(m[2]!);
-        findings.push({ file: rel(dist, file), rule: m[1]!.toLowerCase(), object: kind ? `${kind[2]}/${kind[1]}` : '', message: m[2]!.split(file).join('').trim() });
+        findings.push({
+          file: rel(dist, file),
+          rule: m[1]!.toLowerCase(),
+          object: kind ? `${kind[2]}/${kind[1]}` : '',
+          message: m[2]!.split(file).join('').trim(),
+        });
       }
       if (findings.length === 0 && r.status !== 0) findings.push(...crashed(rel(dist, file), 'kubernetes-validate', r));
     }
@@ -343,43 +415,66 @@ const checkov: Validator = {
   name: 'checkov',
   command: 'checkov',
   install: 'bash scripts/install-validators.sh',
-  files: (dist) => listFiles(dist).filter((f) => isKubernetes.test(f) || isDockerfile.test(f)),
+  files: (dist) =>
+    listFiles(dist).filter((f) => isKubernetes.test(f) || isDockerfile.test(f) || isCompose.test(f) || isStack.test(f)),
   version: (exe) => exec(exe, ['--version']).stdout.trim(),
   run(exe, files, dist) {
-    const findings: Finding[] = [];
-    for (const file of files) {
-      const framework = isDockerfile.test(file) ? 'dockerfile' : 'kubernetes';
-      // checkov recognizes Dockerfiles by name; give it a copy called `Dockerfile`.
-      const tmp = mkdtempSync(join(tmpdir(), 'verify-checkov-'));
+    // One run over a scratch directory (checkov starts slowly): each file under a name checkov recognizes,
+    // Dockerfiles as `<n>/Dockerfile`, mapped back by path afterwards.
+    const tmp = mkdtempSync(join(tmpdir(), 'verify-checkov-'));
+    const back = new Map<string, string>();
+    try {
+      files.forEach((file, i) => {
+        const copy = isDockerfile.test(file) ? join(`f${i}`, 'Dockerfile') : `f${i}.yaml`;
+        mkdirSync(dirname(join(tmp, copy)), { recursive: true });
+        writeFileSync(join(tmp, copy), readFileSync(file, 'utf8'));
+        back.set(copy, rel(dist, file));
+      });
+      // kubernetes and dockerfile checks where they apply; the secrets framework (detect-secrets: keywords,
+      // high-entropy strings) on every file, Compose and Swarm included.
+      const r = exec(
+        exe,
+        [
+          '-d',
+          tmp,
+          '--framework',
+          'kubernetes',
+          'dockerfile',
+          'secrets',
+          '-o',
+          'json',
+          '--compact',
+          '--quiet',
+          '--skip-download',
+        ],
+        {
+          env: { ...process.env, BC_SKIP_MAPPING: 'TRUE' },
+        },
+      );
+      let reports: CheckovReport[];
       try {
-        const target = framework === 'dockerfile' ? join(tmp, 'Dockerfile') : join(tmp, basename(file).replace(/\.k8s\.ya?ml$/, '.yaml'));
-        writeFileSync(target, readFileSync(file, 'utf8'));
-        const r = exec(exe, ['-f', target, '--framework', framework, '-o', 'json', '--compact', '--quiet', '--skip-download'], {
-          env: { ...process.env, BC_SKIP_MAPPING: 'TRUE', CHECKOV_RUN_SCA_PACKAGE_SCAN_V2: 'false' },
-        });
-        let reports: CheckovReport[];
-        try {
-          const parsed = JSON.parse(r.stdout) as CheckovReport | CheckovReport[];
-          reports = Array.isArray(parsed) ? parsed : [parsed];
-        } catch {
-          // With no resource to scan checkov prints an empty summary that is not a report.
-          if (r.status === 0) continue;
-          findings.push(...crashed(rel(dist, file), 'checkov', r));
-          continue;
-        }
-        for (const report of reports) {
-          for (const c of report.results?.failed_checks ?? []) {
-            // `Kind.namespace.name` → `Kind/name`, the form the exceptions and the other tools use.
-            const parts = c.resource.split('.');
-            const object = parts.length >= 3 ? `${parts[0]}/${parts[parts.length - 1]}` : c.resource;
-            findings.push({ file: rel(dist, file), rule: c.check_id, object, message: c.check_name });
-          }
-        }
-      } finally {
-        rmSync(tmp, { recursive: true, force: true });
+        const parsed = JSON.parse(r.stdout) as CheckovReport | CheckovReport[];
+        reports = Array.isArray(parsed) ? parsed : [parsed];
+      } catch {
+        return crashed('', 'checkov', { ...r, status: r.status === 0 ? 1 : r.status });
       }
+      const findings: Finding[] = [];
+      for (const report of reports) {
+        for (const c of report.results?.failed_checks ?? []) {
+          const file = back.get(c.file_path.replace(/^\//, '')) ?? c.file_path;
+          // `Kind.namespace.name` → `Kind/name`, the form the exceptions and the other tools use.
+          const parts = c.resource.split('.');
+          const object =
+            report.check_type === 'kubernetes' && parts.length >= 3
+              ? `${parts[0]}/${parts[parts.length - 1]}`
+              : c.resource;
+          findings.push({ file, rule: c.check_id, object, message: c.check_name });
+        }
+      }
+      return findings;
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
     }
-    return findings;
   },
 };
 
@@ -397,7 +492,10 @@ export const VALIDATORS: readonly Validator[] = [
 
 export function validatorNamed(name: string): Validator {
   const v = VALIDATORS.find((x) => x.name === name);
-  if (!v) throw new Error(`no validator ${JSON.stringify(name)}; expected one of ${VALIDATORS.map((x) => x.name).join(', ')}`);
+  if (!v)
+    throw new Error(
+      `no validator ${JSON.stringify(name)}; expected one of ${VALIDATORS.map((x) => x.name).join(', ')}`,
+    );
   return v;
 }
 
@@ -421,9 +519,16 @@ export function loadExceptions(path = EXCEPTIONS_FILE): Exception[] {
   const list = doc?.exceptions ?? [];
   const problems: string[] = [];
   list.forEach((e, i) => {
-    if (!VALIDATORS.some((v) => v.name === e.validator)) problems.push(`exceptions[${i}].validator: got ${JSON.stringify(e.validator)}, expected one of ${VALIDATORS.map((v) => v.name).join(', ')}`);
-    if (typeof e.rule !== 'string' || e.rule === '') problems.push(`exceptions[${i}].rule: got ${JSON.stringify(e.rule)}, expected the validator's rule id`);
-    if (typeof e.reason !== 'string' || e.reason.trim().length < 20) problems.push(`exceptions[${i}].reason: got ${JSON.stringify(e.reason)}, expected a reason of at least 20 characters`);
+    if (!VALIDATORS.some((v) => v.name === e.validator))
+      problems.push(
+        `exceptions[${i}].validator: got ${JSON.stringify(e.validator)}, expected one of ${VALIDATORS.map((v) => v.name).join(', ')}`,
+      );
+    if (typeof e.rule !== 'string' || e.rule === '')
+      problems.push(`exceptions[${i}].rule: got ${JSON.stringify(e.rule)}, expected the validator's rule id`);
+    if (typeof e.reason !== 'string' || e.reason.trim().length < 20)
+      problems.push(
+        `exceptions[${i}].reason: got ${JSON.stringify(e.reason)}, expected a reason of at least 20 characters`,
+      );
   });
   if (problems.length > 0) throw new Error(`${path}: ${problems.join('; ')}`);
   return list;
@@ -432,7 +537,12 @@ export function loadExceptions(path = EXCEPTIONS_FILE): Exception[] {
 function globToRegExp(glob: string): RegExp {
   const re = glob
     .split('**')
-    .map((part) => part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]'))
+    .map((part) =>
+      part
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '[^/]*')
+        .replace(/\?/g, '[^/]'),
+    )
     .join('.*');
   return new RegExp(`^${re}$`);
 }
@@ -462,10 +572,24 @@ export function runValidator(v: Validator, dist: string, exceptions: readonly Ex
   const files = v.files(dist);
   const exe = v.command === null ? '' : findExecutable(v.command);
   if (exe === null || (v.command === null && !existsSync(COMPOSE_SCHEMA))) {
-    return { name: v.name, version: 'not installed', files, findings: [], excepted: [], missing: `${v.command ?? v.name} is not installed (${v.install})` };
+    return {
+      name: v.name,
+      version: 'not installed',
+      files,
+      findings: [],
+      excepted: [],
+      missing: `${v.command ?? v.name} is not installed (${v.install})`,
+    };
   }
   const version = v.version(exe);
-  const all = files.length === 0 ? [] : v.run(exe, files.map((f) => join(dist, f)), dist);
+  const all =
+    files.length === 0
+      ? []
+      : v.run(
+          exe,
+          files.map((f) => join(dist, f)),
+          dist,
+        );
   const findings: Finding[] = [];
   const excepted: { finding: Finding; reason: string }[] = [];
   for (const f of all) {

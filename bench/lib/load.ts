@@ -52,14 +52,23 @@ export async function scrapeCounter(metricsUrl: string, name: string, labels: Re
 }
 
 /** Histogram mean in ms from `<name>_sum` / `<name>_count` (seconds), over samples matching `labels`. */
-export async function scrapeHistogramMeanMs(metricsUrl: string, name: string, labels: Record<string, string>): Promise<number> {
+export async function scrapeHistogramMeanMs(
+  metricsUrl: string,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
   const sum = await scrapeCounter(metricsUrl, `${name}_sum`, labels);
   const count = await scrapeCounter(metricsUrl, `${name}_count`, labels);
   return count === 0 ? Number.NaN : (sum / count) * 1000;
 }
 
 /** Waits until `read()` reaches `target`, polling; throws after `timeoutMs`. Returns Date.now() when reached. */
-export async function waitForCount(read: () => Promise<number>, target: number, timeoutMs: number, pollMs = 200): Promise<number> {
+export async function waitForCount(
+  read: () => Promise<number>,
+  target: number,
+  timeoutMs: number,
+  pollMs = 200,
+): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let last = 0;
   while (Date.now() < deadline) {
@@ -87,7 +96,11 @@ export async function paced(count: number, ratePerSecond: number, send: (i: numb
 }
 
 /** Runs `send(i)` for i = 0..count-1 with at most `concurrency` in flight (a closed-loop load at saturation). */
-export async function closedLoop(count: number, concurrency: number, send: (i: number) => Promise<void>): Promise<void> {
+export async function closedLoop(
+  count: number,
+  concurrency: number,
+  send: (i: number) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const lane = async (): Promise<void> => {
     while (next < count) await send(next++);
@@ -102,11 +115,16 @@ export class WorkerChild {
   static async start(args: readonly string[], logFile: string): Promise<WorkerChild> {
     const { createWriteStream } = await import('node:fs');
     const out = createWriteStream(logFile, { flags: 'a' });
-    const child = fork(join(BENCH_ROOT, 'build', 'workers.js'), [...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = fork(join(BENCH_ROOT, 'build', 'workers.js'), [...args], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
     child.stdout?.pipe(out);
     child.stderr?.pipe(out);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`workers.js ${args.join(' ')}: not ready in 30 s (see ${logFile})`)), 30_000);
+      const timer = setTimeout(
+        () => reject(new Error(`workers.js ${args.join(' ')}: not ready in 30 s (see ${logFile})`)),
+        30_000,
+      );
       child.once('exit', (code) => reject(new Error(`workers.js ${args.join(' ')}: exited ${code} (see ${logFile})`)));
       child.on('message', (m: { op: string }) => {
         if (m.op === 'ready') {

@@ -55,7 +55,10 @@ export function summarizeProfile(path: string, top = 12): ProfileSummary {
       idle += n;
       continue;
     }
-    const file = url.replace(/^.*\/node_modules\//, '').replace(/^.*\/services\/dist\//, 'services/dist/').replace(/^file:\/\//, '');
+    const file = url
+      .replace(/^.*\/node_modules\//, '')
+      .replace(/^.*\/services\/dist\//, 'services/dist/')
+      .replace(/^file:\/\//, '');
     const name = `${functionName || '(anonymous)'} ${file}${file !== '' ? `:${lineNumber + 1}` : ''}`;
     byFunction.set(name, (byFunction.get(name) ?? 0) + n);
     byOrigin.set(origin, (byOrigin.get(origin) ?? 0) + n);

@@ -1,5 +1,13 @@
 import type { SynthResults } from '../synth.js';
-import type { AcceptResults, BacklogResults, DbResults, PipelineResults, PrefetchResults, ProfileResults, Sizes } from '../system.js';
+import type {
+  AcceptResults,
+  BacklogResults,
+  DbResults,
+  PipelineResults,
+  PrefetchResults,
+  ProfileResults,
+  Sizes,
+} from '../system.js';
 import type { ProfileSummary } from './profile.js';
 import { fmt, type Summary } from './stats.js';
 
@@ -33,7 +41,11 @@ const verdict = (ok: boolean): string => (ok ? '**met**' : '**missed**');
 const x = (s: Summary): string => `${fmt(s, 2)}×`;
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
 }
 
 function synthSection(s: SynthResults): string {
@@ -45,7 +57,11 @@ function synthSection(s: SynthResults): string {
       ['Measure', 'Median (min–max)', 'Target'],
       [
         [`\`node build/infra/synth.js\` (targets: ${s.targets.join(', ')}; dev + prod), wall ms`, fmt(s.cliMs, 0), ''],
-        [`bare cdk8s app, same Kubernetes chart (${s.baselineMode === 'chart' ? "the target's buildChart only" : 'hand-built cdk8s-plus-28 chart'}), wall ms`, fmt(s.bareMs, 0), ''],
+        [
+          `bare cdk8s app, same Kubernetes chart (${s.baselineMode === 'chart' ? "the target's buildChart only" : 'hand-built cdk8s-plus-28 chart'}), wall ms`,
+          fmt(s.bareMs, 0),
+          '',
+        ],
         ['ratio synth / bare chart', x(s.ratio), `≤ 1.5× ${verdict(ratioOk)}`],
       ],
     ),
@@ -54,7 +70,11 @@ function synthSection(s: SynthResults): string {
     '',
     table(
       ['Consumer services', 'ms, median (min–max)', 'vs 1 service'],
-      s.inProcess.map((p) => [String(p.consumers), fmt(p.ms, 1), `${(p.ms.median / (s.inProcess[0]?.ms.median ?? 1)).toFixed(2)}×`]),
+      s.inProcess.map((p) => [
+        String(p.consumers),
+        fmt(p.ms, 1),
+        `${(p.ms.median / (s.inProcess[0]?.ms.median ?? 1)).toFixed(2)}×`,
+      ]),
     ),
     '',
     `Linear fit over every sample: ${s.fit.slope.toFixed(2)} ms per added service, intercept ${s.fit.intercept.toFixed(1)} ms, R² = ${s.fit.r2.toFixed(3)} ` +
@@ -73,10 +93,25 @@ function acceptSection(a: AcceptResults): string {
     table(
       ['Measure', 'Producer (validate, insert, confirmed publish)', 'Constant fastify route', 'Ratio / target'],
       [
-        ['saturation, requests/s', fmt(a.producerRps, 0), fmt(a.constantRps, 0), `${x(a.ratio)}; target ≥ 0.5× ${verdict(ratioOk)}`],
-        ['fixed rate (half of own saturation), requests/s', String(a.half.producerRate), String(a.half.constantRate), ''],
+        [
+          'saturation, requests/s',
+          fmt(a.producerRps, 0),
+          fmt(a.constantRps, 0),
+          `${x(a.ratio)}; target ≥ 0.5× ${verdict(ratioOk)}`,
+        ],
+        [
+          'fixed rate (half of own saturation), requests/s',
+          String(a.half.producerRate),
+          String(a.half.constantRate),
+          '',
+        ],
         ['p50 at half saturation, ms', fmt(a.half.producerP50Ms, 0), fmt(a.half.constantP50Ms, 0), ''],
-        ['p99 at half saturation, ms', fmt(a.half.producerP99Ms, 0), fmt(a.half.constantP99Ms, 0), `target < 20 ms ${verdict(p99Ok)}`],
+        [
+          'p99 at half saturation, ms',
+          fmt(a.half.producerP99Ms, 0),
+          fmt(a.half.constantP99Ms, 0),
+          `target < 20 ms ${verdict(p99Ok)}`,
+        ],
         ['p99 at saturation, ms', fmt(a.producerSatP99Ms, 0), '', ''],
       ],
     ),
@@ -86,7 +121,13 @@ function acceptSection(a: AcceptResults): string {
 }
 
 function pipelineSection(p: PipelineResults): string {
-  const row = (name: string, s: PipelineResults['services']): string[] => [name, fmt(s.jobsPerSecond, 0), String(s.halfRate), fmt(s.p50Ms, 0), fmt(s.p99Ms, 0)];
+  const row = (name: string, s: PipelineResults['services']): string[] => [
+    name,
+    fmt(s.jobsPerSecond, 1),
+    String(s.halfRate),
+    fmt(s.p50Ms, 0),
+    fmt(s.p99Ms, 0),
+  ];
   return [
     '### 3. Pipeline (no-op jobs, submit to done)',
     '',
@@ -113,8 +154,14 @@ function backlogSection(b: BacklogResults): string {
     `Drain ${b.jobs.toLocaleString('en-US')} queued no-op jobs (seeded directly in MongoDB and RabbitMQ), prefetch ${b.prefetch}; peak RSS = max of VmHWM and sampled VmRSS from /proc/<pid>/status.`,
     '',
     table(
-      ['Consumers', 'jobs/s', 'drain time, s', 'peak RSS per consumer, MiB', 'Target < 256 MiB'],
-      b.runs.map((r) => [String(r.consumers), r.jobsPerSecond.toFixed(0), r.seconds.toFixed(1), r.peakRssMiB.map((m) => m.toFixed(0)).join(', '), verdict(r.peakRssMiB.every((m) => m < 256))]),
+      ['Consumers', 'jobs/s', 'drain time, s', 'RSS when ready → peak, per consumer, MiB', 'Target < 256 MiB'],
+      b.runs.map((r) => [
+        String(r.consumers),
+        r.jobsPerSecond.toFixed(1),
+        r.seconds.toFixed(1),
+        r.peakRssMiB.map((m, i) => `${(r.readyRssMiB[i] ?? Number.NaN).toFixed(0)} → ${m.toFixed(0)}`).join(', '),
+        verdict(r.peakRssMiB.every((m) => m < 256)),
+      ]),
     ),
     '',
     `2 consumers / 1 consumer = ${b.scaling.toFixed(2)}×. Memory target ${verdict(rssOk)}.`,
@@ -129,7 +176,7 @@ function prefetchSection(p: PrefetchResults): string {
     '',
     table(
       ['PREFETCH', 'jobs/s, median (min–max)', 'vs prefetch 10'],
-      p.values.map((v) => [String(v.prefetch), fmt(v.jobsPerSecond, 0), x(v.vsDefault)]),
+      p.values.map((v) => [String(v.prefetch), fmt(v.jobsPerSecond, 1), x(v.vsDefault)]),
     ),
   ].join('\n');
 }
@@ -191,7 +238,14 @@ export function renderMarkdown(r: Results): string {
   if (r.prefetch) parts.push('', prefetchSection(r.prefetch));
   if (r.db) parts.push('', dbSection(r.db, r));
   if (r.profiles) {
-    parts.push('', '### CPU profiles', '', profileTable('Producer at saturation', r.profiles.producer), '', profileTable('Consumer draining a backlog', r.profiles.consumer));
+    parts.push(
+      '',
+      '### CPU profiles',
+      '',
+      profileTable('Producer at saturation', r.profiles.producer),
+      '',
+      profileTable('Consumer draining a backlog', r.profiles.consumer),
+    );
   }
   return parts.join('\n');
 }

@@ -1,5 +1,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -99,9 +108,18 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
 }
 
 /** Spawns in a new process group, output to `logFile`, and remembers the child for {@link stopAll}. */
-export function launch(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; logFile: string }): ChildProcess {
+export function launch(
+  command: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; logFile: string },
+): ChildProcess {
   const out = createWriteStream(options.logFile, { flags: 'a' });
-  const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, {
+    env: options.env ?? process.env,
+    cwd: options.cwd,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
   started.add(child);
@@ -155,9 +173,13 @@ export function ferretDbBinary(): string {
   for (const c of candidates) {
     const res = spawnSync(c, ['--version'], { encoding: 'utf8', timeout: 10_000 });
     if (res.status === 0) return c;
-    problems.push(`${c}: --version exited ${res.status ?? res.signal}: ${(res.stderr || res.stdout).split('\n')[0] ?? ''}`);
+    problems.push(
+      `${c}: --version exited ${res.status ?? res.signal}: ${(res.stderr || res.stdout).split('\n')[0] ?? ''}`,
+    );
   }
-  throw new Error(`FerretDB: got ${problems.length === 0 ? 'no candidate' : problems.join('; ')}, expected a working binary (set FERRETDB_BIN)`);
+  throw new Error(
+    `FerretDB: got ${problems.length === 0 ? 'no candidate' : problems.join('; ')}, expected a working binary (set FERRETDB_BIN)`,
+  );
 }
 
 export async function startFerretDb(base: string): Promise<Running> {
@@ -166,7 +188,15 @@ export async function startFerretDb(base: string): Promise<Running> {
   const port = await freePort();
   const child = launch(
     ferretDbBinary(),
-    ['--handler=sqlite', `--sqlite-url=file:${dir}/`, `--state-dir=${dir}`, `--listen-addr=127.0.0.1:${port}`, '--debug-addr=-', '--telemetry=disable', '--log-level=warn'],
+    [
+      '--handler=sqlite',
+      `--sqlite-url=file:${dir}/`,
+      `--state-dir=${dir}`,
+      `--listen-addr=127.0.0.1:${port}`,
+      '--debug-addr=-',
+      '--telemetry=disable',
+      '--log-level=warn',
+    ],
     { logFile: join(base, 'ferretdb.log') },
   );
   await waitForTcp(port, 20_000, alive(child));
@@ -197,7 +227,13 @@ export async function startRabbitMq(base: string): Promise<Running> {
   writeFileSync(join(dir, 'advanced.config'), '[].\n');
   writeFileSync(
     join(dir, 'rabbitmq.conf'),
-    [`listeners.tcp.default = 127.0.0.1:${port}`, 'loopback_users = none', 'log.console = false', 'log.file.level = warning', ''].join('\n'),
+    [
+      `listeners.tcp.default = 127.0.0.1:${port}`,
+      'loopback_users = none',
+      'log.console = false',
+      'log.file.level = warning',
+      '',
+    ].join('\n'),
   );
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -228,7 +264,22 @@ export async function startRedis(base: string): Promise<Running & { port: number
   const port = await freePort();
   const child = launch(
     'redis-server',
-    ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes', '--maxmemory-policy', 'noeviction'],
+    [
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--protected-mode',
+      'yes',
+      '--maxmemory-policy',
+      'noeviction',
+    ],
     { logFile: join(base, 'redis.log') },
   );
   await waitForTcp(port, 10_000, alive(child));
@@ -257,7 +308,14 @@ export async function startService(
   const entry = join(REPO_ROOT, 'services', 'dist', kind, 'main.js');
   if (!existsSync(entry)) throw new Error(`${entry}: not found; run \`cd services && npm run build\` first`);
   const child = launch(process.execPath, [...nodeArgs, entry], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? base, LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: String(port), ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? base,
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      ...env,
+    },
     cwd: base,
     logFile: join(base, `${kind}-${port}.log`),
   });
@@ -270,7 +328,8 @@ export async function startService(
 export function readMemory(pid: number): { rssMiB: number; hwmMiB: number } | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+    const kib = (key: string): number =>
+      Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
     return { rssMiB: kib('VmRSS') / 1024, hwmMiB: kib('VmHWM') / 1024 };
   } catch {
     return undefined;

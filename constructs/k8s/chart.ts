@@ -218,7 +218,10 @@ class Builder {
     };
   }
 
-  /** An init container of a service: same image, user, limits and restrictions as the service itself. */
+  /**
+   * An init container of a service: same image, user, limits and restrictions as the service itself, including
+   * its writable scratch paths (`/tmp`), since its root filesystem is read-only too.
+   */
   private initContainer(s: ResolvedService, name: string, script: string, mounts: k8s.VolumeMount[]): k8s.Container {
     return {
       name,
@@ -227,7 +230,7 @@ class Builder {
       command: ['sh', '-c', ...escapeKubelet([script])],
       resources: resources(s),
       securityContext: containerSecurityContext(s.security.user, s.security.group, true),
-      volumeMounts: sortMounts(mounts),
+      volumeMounts: sortMounts([...mounts, ...scratchVolumes(s).mounts]),
     };
   }
 

@@ -327,6 +327,8 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
       OUTBOX_REPUBLISH_AFTER_MS: String(
         (producer.props.outboxRepublishAfter ?? DEFAULTS.outboxRepublishAfter).seconds * 1000,
       ),
+      // The producer accepts exactly the job types some consumer runs, test handlers included.
+      ENABLE_TEST_HANDLERS: String(system.consumers.some((c) => c.props.enableTestHandlers ?? false)),
     },
     secrets: connectionSecrets,
     volumeMounts: [],

@@ -39,11 +39,26 @@ export interface SynthContext {
   readonly command: string;
 }
 
+/**
+ * How a target expresses one feature of the model, for the parity report (`dist/PARITY.md`) and the README's
+ * feature table. `n/a`: not the target's concern (a Dockerfile has no replicas).
+ */
+export interface FeatureSupport {
+  readonly support: 'native' | 'emulated' | 'unsupported' | 'n/a';
+  /** How it is done, or why not. */
+  readonly how: string;
+}
+
 /** A deployment target: a pure function of the resolved model. */
 export interface Target {
   readonly name: TargetName;
   /** One line for `--help`. */
   readonly description: string;
+  /**
+   * The target's support of each model feature, by feature id (`constructs/parity` FEATURES).
+   * @default the rows kept for it in constructs/parity
+   */
+  readonly features?: Readonly<Record<string, FeatureSupport>>;
   synth(system: ResolvedSystem, context: SynthContext): TargetOutput | Promise<TargetOutput>;
 }
 

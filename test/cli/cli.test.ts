@@ -90,16 +90,30 @@ describe('the synth CLI', () => {
     expect(result.stderr).toContain(`  missing ${copy}/prod/producer.Dockerfile`);
   });
 
-  test('--diff prints the changed lines per file and writes nothing', () => {
+  test('--diff prints, per target and environment, the changed resources with each field before → after, and writes nothing', () => {
     const copy = join(scratch, 'diff');
     cpSync(join(REPO_ROOT, 'dist'), copy, { recursive: true });
     const file = join(copy, 'dev', 'compose.yaml');
-    writeFileSync(file, readFileSync(file, 'utf8').replace('PREFETCH: "10"', 'PREFETCH: "99"'));
+    const edited = readFileSync(file, 'utf8')
+      .replace('PREFETCH: "10"', 'PREFETCH: "99"')
+      .replace(/^volumes:\n/m, 'volumes:\n  stale-data:\n    labels:\n      io.async-jobs.volume: stale-data\n');
+    writeFileSync(file, edited);
+    const dockerfile = join(copy, 'prod', 'producer.Dockerfile');
+    writeFileSync(
+      dockerfile,
+      readFileSync(dockerfile, 'utf8').replace('ENV NODE_ENV=production', 'ENV NODE_ENV=development'),
+    );
     const result = synth('--diff', '--out', copy);
     expect(result.status).toBe(0);
-    expect(result.stdout).toContain('### dev/compose.yaml (changed)');
-    expect(result.stdout).toContain('-       PREFETCH: "99"\n+       PREFETCH: "10"');
-    expect(readFileSync(file, 'utf8')).toContain('PREFETCH: "99"');
+    expect(result.stdout).toContain(
+      '### dev/compose.yaml (compose, dev): changed\n\n' +
+        '- removed `volumes/stale-data`\n' +
+        '- changed `services/consumer`\n' +
+        '  - `environment.PREFETCH`: "99" → "10"\n',
+    );
+    expect(result.stdout).toContain('### prod/producer.Dockerfile (dockerfile, prod): changed\n\n```diff\n');
+    expect(result.stdout).toContain('- ENV NODE_ENV=development\n+ ENV NODE_ENV=production');
+    expect(readFileSync(file, 'utf8')).toBe(edited);
   });
 
   test('a model with errors exits 1, lists every error with its path and writes nothing', () => {

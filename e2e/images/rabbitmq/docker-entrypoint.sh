@@ -14,7 +14,6 @@ if [ "${1:-}" = rabbitmq-server ]; then
     echo 'log.console = true'
     echo 'log.console.level = info'
     echo 'log.file = false'
-    echo 'log.upgrade.file = false'
     if [ -n "${RABBITMQ_DEFAULT_USER:-}" ]; then echo "default_user = ${RABBITMQ_DEFAULT_USER}"; fi
     if [ -n "${RABBITMQ_DEFAULT_PASS:-}" ]; then echo "default_pass = ${RABBITMQ_DEFAULT_PASS}"; fi
     if [ -n "${RABBITMQ_DEFAULT_VHOST:-}" ]; then echo "default_vhost = ${RABBITMQ_DEFAULT_VHOST}"; fi

@@ -105,7 +105,7 @@ export class JobClaims {
     return res.matchedCount === 1;
   }
 
-  /** Counts a handler run that returned; tests use it to prove no finished job ran twice. */
+  /** Counts a handler run whose result was discarded because the job was no longer this worker's. */
   async recordRun(jobId: string): Promise<void> {
     await wrap(() => this.jobs.updateOne({ _id: jobId }, { $inc: { runs: 1 } }));
   }
@@ -115,6 +115,7 @@ export class JobClaims {
     const res = await wrap(() =>
       this.jobs.updateOne(this.owned(jobId, workerId), {
         $set: { status: 'succeeded', result, error: null, finishedAt: now, updatedAt: now, leaseOwner: null, leaseExpiresAt: null },
+        $inc: { runs: 1 },
       }),
     );
     return res.matchedCount === 1;

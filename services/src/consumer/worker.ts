@@ -174,12 +174,13 @@ export class Worker {
     metrics?.duration.observe({ type: job.type, outcome: outcome.ok ? 'succeeded' : 'error' }, seconds);
 
     if (outcome.ok) {
-      await this.withStoreRetry(() => claims.recordRun(jobId));
       const written = await this.withStoreRetry(() => claims.complete(jobId, workerId, outcome.result ?? null, this.now()));
       if (written) {
         jobLog.info({ ms: Math.round(seconds * 1000) }, 'job succeeded');
         metrics?.outcomes.inc({ type: job.type, outcome: 'succeeded' });
       } else {
+        // This run's result is discarded; count it so a duplicate run is visible on the job.
+        await claims.recordRun(jobId).catch(() => undefined);
         const current = await claims.get(jobId).catch(() => null);
         jobLog.warn(
           { status: current?.status, leaseOwner: current?.leaseOwner, leaseExpiresAt: current?.leaseExpiresAt },

@@ -1,7 +1,7 @@
 import { loadConfigOrExit } from '../shared/process';
 import { redactUrl } from '../shared/config';
 import { createLogger } from '../shared/logger';
-import { connectMongo } from '../shared/mongo';
+import { openMongo } from '../shared/mongo';
 import { HandlerRegistry } from '../shared/registry';
 import { MongoJobStore } from '../shared/store';
 import { buildApp } from './app';
@@ -20,21 +20,13 @@ async function main(): Promise<void> {
   const publisher = new AmqpPublisher({ url: config.amqpUrl, queuePrefix: config.queuePrefix, queueType: config.queueType, logger });
   publisher.start();
 
-  let shutdown: (signal: string) => void = (signal) => {
-    logger.info({ signal }, 'shutdown before start completed');
-    startup.abort();
-  };
+  let shutdown: (signal: string) => void = () => undefined;
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 
-  let mongo;
-  try {
-    mongo = await connectMongo(config.mongoUrl, config.mongoDatabase, logger, 'async-jobs-producer', startup.signal);
-  } catch (err) {
-    logger.info({ err: (err as Error).message }, 'aborted while connecting to MongoDB');
-    await publisher.close();
-    return;
-  }
+  // Listen before MongoDB answers: /healthz is up, /readyz and the API answer 503 until it does.
+  const mongo = openMongo(config.mongoUrl, config.mongoDatabase, logger, 'async-jobs-producer', startup.signal);
+  mongo.ready.catch((err: Error) => logger.info({ err: err.message }, 'stopped connecting to MongoDB'));
   const store = new MongoJobStore(mongo.db);
   const registry = HandlerRegistry.create({ enableTestHandlers: config.enableTestHandlers });
   const metrics = new ProducerMetrics(store, { defaultMetrics: true });
@@ -51,6 +43,7 @@ async function main(): Promise<void> {
   shutdown = (signal) => {
     if (shuttingDown) return;
     shuttingDown = true;
+    startup.abort();
     logger.info({ signal }, 'shutting down: readiness fails, then drain');
     void (async () => {
       try {

@@ -30,7 +30,11 @@ export interface JobDocument {
   status: JobStatus;
   /** Claims so far, counted by the application (RabbitMQ does not count requeues). */
   attempts: number;
-  /** Handler runs that returned successfully; more than 1 means a duplicate effect (tests assert it stays ≤ 1). */
+  /**
+   * Handler runs that returned a result: the one whose result was written, plus any whose result was discarded
+   * because the job was no longer theirs (lease lost). More than 1 means the handler ran to completion twice.
+   * A run interrupted by a crash before its write leaves no trace (and had no effect).
+   */
   runs: number;
   result: unknown;
   error: JobError | null;

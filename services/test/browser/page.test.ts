@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type BrowserContext } from 'playwright-core';
 import { createContext, describeIntegration, integrationEnv, type TestContext } from '../helpers/context';
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
@@ -15,7 +15,7 @@ const describeBrowser = haveChromium ? describeIntegration : describe.skip;
 
 describeBrowser('the page at /', () => {
   let ctx: TestContext;
-  let browser: Browser;
+  let browser: BrowserContext;
   let profile: string;
   let baseUrl: string;
 
@@ -26,8 +26,10 @@ describeBrowser('the page at /', () => {
     await ctx.startConsumer();
     baseUrl = await ctx.app.listen({ host: '127.0.0.1', port: 0 });
     profile = mkdtempSync(join(tmpdir(), 'aj-chromium-'));
-    browser = await chromium.launch({
+    // A fresh profile per run (playwright's way of passing --user-data-dir).
+    browser = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
+      headless: true,
       args: [
         '--headless',
         '--no-sandbox',
@@ -37,7 +39,6 @@ describeBrowser('the page at /', () => {
         '--disable-background-networking',
         '--disable-component-update',
         '--disable-sync',
-        `--user-data-dir=${profile}`,
       ],
     });
   });

@@ -134,7 +134,11 @@ const FAST_CONSUMER_ENV: Record<string, string> = {
   PREFETCH: '10',
 };
 
-export async function createContext(label: string, env: IntegrationEnv, overrides: { amqpUrl?: string } = {}): Promise<TestContext> {
+export async function createContext(
+  label: string,
+  env: IntegrationEnv,
+  overrides: { amqpUrl?: string; queueType?: 'classic' | 'quorum' } = {},
+): Promise<TestContext> {
   const prefix = uniqueName(label);
   const dbName = prefix;
   const amqpUrl = overrides.amqpUrl ?? env.amqpUrl;
@@ -144,7 +148,8 @@ export async function createContext(label: string, env: IntegrationEnv, override
   const db = client.db(dbName);
   await ensureIndexes(db);
   const logger = pino({ level: process.env.AJ_TEST_VERBOSE === 'true' ? 'info' : 'silent' });
-  const publisher = new AmqpPublisher({ url: amqpUrl, queuePrefix: prefix, queueType: 'classic', logger });
+  const queueType = overrides.queueType ?? 'classic';
+  const publisher = new AmqpPublisher({ url: amqpUrl, queuePrefix: prefix, queueType, logger });
   publisher.start();
   if (!(await publisher.connection.waitForConnection(30_000))) throw new Error('publisher did not connect');
   while (!publisher.isReady()) await new Promise((r) => setTimeout(r, 20));
@@ -171,6 +176,7 @@ export async function createContext(label: string, env: IntegrationEnv, override
     AMQP_URL: amqpUrl,
     MONGO_URL: mongoUrl,
     QUEUE_PREFIX: prefix,
+    QUEUE_TYPE: queueType,
     ...extra,
   });
 
