@@ -4,7 +4,18 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['node_modules/', 'build/', 'dist/', 'coverage/', '.tools/', 'services/', 'cdk8s.out/', 'e2e/.cache/', '**/*.js', '**/*.mjs'],
+    ignores: [
+      'node_modules/',
+      'build/',
+      'dist/',
+      'coverage/',
+      '.tools/',
+      'services/',
+      'cdk8s.out/',
+      'e2e/.cache/',
+      '**/*.js',
+      '**/*.mjs',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,

@@ -119,7 +119,12 @@ export function probes(s: ResolvedService, readinessOnly: boolean): Probes {
     // Liveness tolerates twice the failures readiness does: an overloaded pod is first taken out of its
     // Service, and only restarted if it stays unresponsive.
     // @see https://kubernetes.io/docs/concepts/configuration/liveness-readiness-startup-probes/
-    livenessProbe: { ...probeAction(s, 'livenessPath'), ...timing, failureThreshold: hc.retries * 2, successThreshold: 1 },
+    livenessProbe: {
+      ...probeAction(s, 'livenessPath'),
+      ...timing,
+      failureThreshold: hc.retries * 2,
+      successThreshold: 1,
+    },
     startupProbe: {
       ...probeAction(s, 'livenessPath'),
       ...timing,

@@ -1,4 +1,10 @@
-import { mountedSecrets, type ResolvedSecret, type ResolvedSecretUse, type ResolvedService, type ResolvedSystem } from '../model';
+import {
+  mountedSecrets,
+  type ResolvedSecret,
+  type ResolvedSecretUse,
+  type ResolvedService,
+  type ResolvedSystem,
+} from '../model';
 import { commonServiceKeys, composeResources, singleHostGaps } from '../compose';
 import { renderYaml } from '../output/yaml';
 import { SECRET_VERSION_LENGTH, secretVersionVariable } from './deploy';

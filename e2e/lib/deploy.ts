@@ -30,6 +30,8 @@ export interface Deployment {
   /** Running containers of one service. */
   containers(service: string): Promise<ContainerState[]>;
   scale(service: string, replicas: number): Promise<void>;
+  /** Crashes a service's containers with SIGKILL, so the restart policy (not a person) decides what follows. */
+  crash(service: string): Promise<string>;
   /** Takes a service's containers away for `ms` (Compose: docker stop/start; Swarm: scale to 0 and back). */
   outage(service: string, ms: number): Promise<void>;
   down(): Promise<void>;
@@ -162,6 +164,22 @@ export class ComposeDeployment implements Deployment {
     ]);
   }
 
+  /**
+   * `docker kill` counts as a manual stop, and Docker never restarts a manually stopped container whatever its
+   * restart policy; so the crash is a SIGKILL from the host to the container's init process, which Docker sees as
+   * the container dying on its own.
+   * @see https://docs.docker.com/engine/containers/start-containers-automatically/#restart-policy-details
+   */
+  async crash(service: string): Promise<string> {
+    const victims = await this.containers(service);
+    for (const c of victims) {
+      const pid = Number(await docker(['inspect', '--format', '{{.State.Pid}}', c.id]));
+      if (!Number.isInteger(pid) || pid <= 1) throw new Error(`container ${c.name}: no host pid (${pid})`);
+      process.kill(pid, 'SIGKILL');
+    }
+    return `SIGKILL from the host to the init process of ${victims.map((c) => c.name).join(', ')}`;
+  }
+
   async outage(service: string, ms: number): Promise<void> {
     const ids = (await this.containers(service)).map((c) => c.id);
     await docker(['stop', ...ids], { timeoutMs: 60_000 });
@@ -213,6 +231,13 @@ export class SwarmDeployment implements Deployment {
 
   async scale(service: string, replicas: number): Promise<void> {
     await docker(['service', 'scale', '--detach', `${this.project}_${service}=${replicas}`], { timeoutMs: 120_000 });
+  }
+
+  /** Swarm's restart policy does apply to a `docker kill`ed task: the task failed, a new one is scheduled. */
+  async crash(service: string): Promise<string> {
+    const victims = await this.containers(service);
+    await docker(['kill', ...victims.map((c) => c.id)]);
+    return `docker kill ${victims.map((c) => c.name).join(', ')}`;
   }
 
   async outage(service: string, ms: number): Promise<void> {

@@ -310,8 +310,8 @@ export async function consumerKill(ctx: FaultContext): Promise<void> {
         200,
       );
       const before = await dep.containers(CONSUMER);
-      await docker(['kill', ...before.map((c) => c.id)]);
-      report.log(`killed consumer ${before.map((c) => c.name).join(', ')} mid-job (job ${victimJob})`);
+      const how = await dep.crash(CONSUMER);
+      report.log(`crashed the consumer mid-job (job ${victimJob}): ${how}`);
       await waitFor(
         'the consumer to come back healthy',
         120_000,
@@ -323,7 +323,8 @@ export async function consumerKill(ctx: FaultContext): Promise<void> {
         },
         2000,
       );
-      report.check(`${dep.kind} consumer-kill: the restart policy brought the consumer back`, true);
+      const restarted = (await dep.containers(CONSUMER)).map((c) => c.name).join(', ');
+      report.check(`${dep.kind} consumer-kill: the restart policy brought the consumer back healthy`, true, restarted);
       await sleep(5000);
     },
   );

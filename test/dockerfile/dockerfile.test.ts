@@ -29,7 +29,11 @@ describe.each(cases)('%s %s.Dockerfile', (env, service) => {
       instructionJSONInSingleQuotes: ValidationSeverity.ERROR,
       instructionWorkdirRelative: ValidationSeverity.ERROR,
     });
-    expect(diagnostics.map((d) => `line ${d.range.start.line + 1}: ${typeof d.message === 'string' ? d.message : d.message.value}`)).toEqual([]);
+    expect(
+      diagnostics.map(
+        (d) => `line ${d.range.start.line + 1}: ${typeof d.message === 'string' ? d.message : d.message.value}`,
+      ),
+    ).toEqual([]);
   });
 
   test('is multi-stage: full dependencies to build, production dependencies only at runtime', () => {

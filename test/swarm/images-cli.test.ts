@@ -72,8 +72,7 @@ describe('npm run images', () => {
       const result = images(['--env', 'prod', '--secret-versions'], root);
       const v = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 12);
       expect(result.stdout).toBe(
-        `export MONGO_PASSWORD_VERSION=${v('a')}\n` +
-          `export RABBITMQ_PASSWORD_VERSION=${v('c')}\n`,
+        `export MONGO_PASSWORD_VERSION=${v('a')}\n` + `export RABBITMQ_PASSWORD_VERSION=${v('c')}\n`,
       );
       expect(result.status).toBe(0);
     } finally {

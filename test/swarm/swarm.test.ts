@@ -5,13 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import {
-  type AcceptedGap,
   ImageSource,
   JobSystem,
   type JobSystemProps,
   resolve,
   SecretSource,
-  SwarmPublishMode,
   synthesize,
   type SynthResult,
 } from '../../constructs';
@@ -72,8 +70,6 @@ interface StackFile {
   volumes: Record<string, { driver: string; labels: Record<string, string> }>;
   secrets: Record<string, { name: string; file?: string; external?: boolean }>;
 }
-
-const SWARM_GAPS_PROD = ['broker-cluster', 'database-replica-set', 'autoscaling', 'ingress'];
 
 /** The environments exactly as infra/app.ts defines them (dev names a local registry and publishes in host mode). */
 function swarmReadyProps(env: EnvironmentName): JobSystemProps {

@@ -114,14 +114,28 @@ export class JobClaims {
   async complete(jobId: string, workerId: string, result: unknown, now: Date): Promise<boolean> {
     const res = await wrap(() =>
       this.jobs.updateOne(this.owned(jobId, workerId), {
-        $set: { status: 'succeeded', result, error: null, finishedAt: now, updatedAt: now, leaseOwner: null, leaseExpiresAt: null },
+        $set: {
+          status: 'succeeded',
+          result,
+          error: null,
+          finishedAt: now,
+          updatedAt: now,
+          leaseOwner: null,
+          leaseExpiresAt: null,
+        },
         $inc: { runs: 1 },
       }),
     );
     return res.matchedCount === 1;
   }
 
-  async scheduleRetry(jobId: string, workerId: string, error: JobError, nextAttemptAt: Date, now: Date): Promise<boolean> {
+  async scheduleRetry(
+    jobId: string,
+    workerId: string,
+    error: JobError,
+    nextAttemptAt: Date,
+    now: Date,
+  ): Promise<boolean> {
     const res = await wrap(() =>
       this.jobs.updateOne(this.owned(jobId, workerId), {
         $set: { status: 'retrying', error, nextAttemptAt, updatedAt: now, leaseOwner: null, leaseExpiresAt: null },

@@ -23,7 +23,9 @@ export function loadConsumerConfig(env: Env): ConsumerConfig {
   const retryBaseDelayMs = reader.integer('RETRY_BASE_DELAY_MS', 1000, 1, 3_600_000);
   const retryMaxDelayMs = reader.integer('RETRY_MAX_DELAY_MS', 60_000, 1, 86_400_000);
   if (retryMaxDelayMs < retryBaseDelayMs) {
-    reader.problem(`RETRY_MAX_DELAY_MS: got "${retryMaxDelayMs}", expected an integer ≥ RETRY_BASE_DELAY_MS (${retryBaseDelayMs})`);
+    reader.problem(
+      `RETRY_MAX_DELAY_MS: got "${retryMaxDelayMs}", expected an integer ≥ RETRY_BASE_DELAY_MS (${retryBaseDelayMs})`,
+    );
   }
   const config: ConsumerConfig = {
     ...common,

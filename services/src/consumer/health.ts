@@ -13,7 +13,10 @@ export interface ConsumerHealthDeps {
 
 /** /healthz, /readyz and /metrics for a worker. Never listens: main.ts does. */
 export function buildHealthApp(deps: ConsumerHealthDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

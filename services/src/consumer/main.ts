@@ -17,7 +17,13 @@ async function main(): Promise<void> {
   const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const logger = createLogger('consumer', config.logLevel).child({ workerId });
   logger.info(
-    { broker: redactUrl(config.amqpUrl), mongo: redactUrl(config.mongoUrl), queuePrefix: config.queuePrefix, prefetch: config.prefetch, concurrency: config.concurrency },
+    {
+      broker: redactUrl(config.amqpUrl),
+      mongo: redactUrl(config.mongoUrl),
+      queuePrefix: config.queuePrefix,
+      prefetch: config.prefetch,
+      concurrency: config.concurrency,
+    },
     'starting',
   );
 
@@ -29,7 +35,12 @@ async function main(): Promise<void> {
   const metrics = new ConsumerMetrics({ defaultMetrics: true });
   let mongoPing: () => Promise<void> = () => Promise.reject(new Error('not connected yet'));
   let service: ConsumerService | undefined;
-  const health = buildHealthApp({ logger, metrics, isConsuming: () => service?.isReady() ?? false, pingStore: () => mongoPing() });
+  const health = buildHealthApp({
+    logger,
+    metrics,
+    isConsuming: () => service?.isReady() ?? false,
+    pingStore: () => mongoPing(),
+  });
   await health.listen({ host: '0.0.0.0', port: config.port });
 
   let mongo;

@@ -2,7 +2,14 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } f
 import { BrokerConnection, confirmPublish } from '../shared/broker';
 import type { QueueType } from '../shared/config';
 import type { Logger } from '../shared/logger';
-import { DEAD_ROUTING_KEY, decodeJobMessage, declareTopology, retryTiers, tierFor, topologyNames } from '../shared/topology';
+import {
+  DEAD_ROUTING_KEY,
+  decodeJobMessage,
+  declareTopology,
+  retryTiers,
+  tierFor,
+  topologyNames,
+} from '../shared/topology';
 import type { DeliveryOps, Worker } from './worker';
 
 export interface ConsumerServiceOptions {
@@ -120,7 +127,10 @@ export class ConsumerService {
       { noAck: false },
     );
     this.consumerTag = reply.consumerTag;
-    logger.info({ queue: this.names.workQueue, prefetch: this.options.prefetch, concurrency: this.options.concurrency }, 'consuming');
+    logger.info(
+      { queue: this.names.workQueue, prefetch: this.options.prefetch, concurrency: this.options.concurrency },
+      'consuming',
+    );
   }
 
   private pump(): void {
@@ -170,7 +180,10 @@ export class ConsumerService {
               this.names.exchange,
               DEAD_ROUTING_KEY,
               msg.content,
-              { ...copyProperties(msg), headers: { ...copyProperties(msg).headers, 'x-async-jobs-reason': reason.slice(0, 1000) } },
+              {
+                ...copyProperties(msg),
+                headers: { ...copyProperties(msg).headers, 'x-async-jobs-reason': reason.slice(0, 1000) },
+              },
               cb,
             ),
           CONFIRM_TIMEOUT_MS,

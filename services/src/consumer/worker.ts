@@ -105,18 +105,27 @@ export class Worker {
           ops.ack();
           return;
         case 'finished':
-          log.info({ status: current?.status, redelivered }, 'duplicate delivery of a finished job; acked without running');
+          log.info(
+            { status: current?.status, redelivered },
+            'duplicate delivery of a finished job; acked without running',
+          );
           metrics?.outcomes.inc({ type: current?.type ?? 'unknown', outcome: 'duplicate' });
           ops.ack();
           return;
         case 'wait':
           // Leased by another worker (or backing off): come back after it, so a dead owner's job is taken over.
-          log.info({ delayMs: decision.delayMs + LEASE_SLACK_MS, status: current?.status }, 'job busy; delivery delayed');
+          log.info(
+            { delayMs: decision.delayMs + LEASE_SLACK_MS, status: current?.status },
+            'job busy; delivery delayed',
+          );
           await ops.publishDelayed(decision.delayMs + LEASE_SLACK_MS);
           ops.ack();
           return;
         case 'exhausted': {
-          const error: JobError = { message: 'worker lost during the last attempt (lease expired)', attempt: current?.attempts ?? maxAttempts };
+          const error: JobError = {
+            message: 'worker lost during the last attempt (lease expired)',
+            attempt: current?.attempts ?? maxAttempts,
+          };
           if (await claims.failExhausted(jobId, maxAttempts, error, now)) {
             log.warn({ attempts: current?.attempts }, 'job failed: no attempts left');
             metrics?.outcomes.inc({ type: current?.type ?? 'unknown', outcome: 'failed' });
@@ -145,7 +154,8 @@ export class Worker {
     if (handler === undefined || invalid !== undefined) {
       // Permanent: retrying cannot help, so fail now instead of burning attempts.
       const error: JobError = { message: invalid ?? 'invalid job', attempt };
-      if (await this.withStoreRetry(() => claims.fail(jobId, workerId, error, this.now()))) await ops.publishDead(error.message);
+      if (await this.withStoreRetry(() => claims.fail(jobId, workerId, error, this.now())))
+        await ops.publishDead(error.message);
       jobLog.error({ err: error.message }, 'job failed permanently');
       metrics?.outcomes.inc({ type: job.type, outcome: 'failed' });
       ops.ack();
@@ -174,7 +184,9 @@ export class Worker {
     metrics?.duration.observe({ type: job.type, outcome: outcome.ok ? 'succeeded' : 'error' }, seconds);
 
     if (outcome.ok) {
-      const written = await this.withStoreRetry(() => claims.complete(jobId, workerId, outcome.result ?? null, this.now()));
+      const written = await this.withStoreRetry(() =>
+        claims.complete(jobId, workerId, outcome.result ?? null, this.now()),
+      );
       if (written) {
         jobLog.info({ ms: Math.round(seconds * 1000) }, 'job succeeded');
         metrics?.outcomes.inc({ type: job.type, outcome: 'succeeded' });

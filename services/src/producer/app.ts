@@ -1,4 +1,10 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { installProblemHandlers, problem, sendProblem } from '../shared/http';
 import { UUID_RE, uuidv7 } from '../shared/ids';
 import { bodyHash, JOB_STATUSES, StoreUnavailableError, type JobDocument, type JobStatus } from '../shared/jobs';
@@ -81,7 +87,10 @@ function decodeCursor(cursor: string): string | undefined {
 
 function storeUnavailable(reply: FastifyReply): FastifyReply {
   reply.header('retry-after', String(RETRY_AFTER_SECONDS));
-  return sendProblem(reply, problem(503, 'store-unavailable', 'Service Unavailable', 'the job store is unavailable; retry later'));
+  return sendProblem(
+    reply,
+    problem(503, 'store-unavailable', 'Service Unavailable', 'the job store is unavailable; retry later'),
+  );
 }
 
 /** Builds the producer HTTP API. Never listens: `main.ts` does, tests use `app.inject()`. */
@@ -108,7 +117,10 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     metrics.httpRequests.inc({ method: request.method, route, status_code: String(reply.statusCode) });
     metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
     if (route !== '/healthz' && route !== '/readyz' && route !== '/metrics') {
-      request.log.info({ method: request.method, route, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+      request.log.info(
+        { method: request.method, route, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+        'request',
+      );
     }
   });
 
@@ -123,24 +135,38 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     items: registry.list().map((h) => ({ type: h.type, description: h.description, example: h.example })),
   }));
 
-  const checkSubmitHeaders = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+  const checkSubmitHeaders = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<FastifyReply | undefined> => {
     const contentType = request.headers['content-type'];
     if (contentType === undefined || !JSON_CONTENT_TYPE_RE.test(contentType)) {
       return sendProblem(
         reply,
-        problem(415, 'unsupported-media-type', 'Unsupported Media Type', `got Content-Type ${JSON.stringify(contentType ?? '')}, expected application/json`),
+        problem(
+          415,
+          'unsupported-media-type',
+          'Unsupported Media Type',
+          `got Content-Type ${JSON.stringify(contentType ?? '')}, expected application/json`,
+        ),
       );
     }
     const key = request.headers['idempotency-key'];
     if (key === undefined) {
-      return sendProblem(reply, problem(400, 'idempotency-key', 'Bad Request', 'the Idempotency-Key header is required', [
-        { path: 'header:Idempotency-Key', message: 'required header' },
-      ]));
+      return sendProblem(
+        reply,
+        problem(400, 'idempotency-key', 'Bad Request', 'the Idempotency-Key header is required', [
+          { path: 'header:Idempotency-Key', message: 'required header' },
+        ]),
+      );
     }
     if (typeof key !== 'string' || !IDEMPOTENCY_KEY_RE.test(key)) {
-      return sendProblem(reply, problem(400, 'idempotency-key', 'Bad Request', 'Idempotency-Key must be 1 to 255 visible ASCII characters', [
-        { path: 'header:Idempotency-Key', message: 'expected 1 to 255 visible ASCII characters' },
-      ]));
+      return sendProblem(
+        reply,
+        problem(400, 'idempotency-key', 'Bad Request', 'Idempotency-Key must be 1 to 255 visible ASCII characters', [
+          { path: 'header:Idempotency-Key', message: 'expected 1 to 255 visible ASCII characters' },
+        ]),
+      );
     }
     return undefined;
   };
@@ -181,7 +207,12 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
           metrics.submissions.inc({ outcome: 'conflict' });
           return sendProblem(
             reply,
-            problem(422, 'idempotency-key-reused', 'Unprocessable Content', `Idempotency-Key ${JSON.stringify(key)} was already used with a different request body`),
+            problem(
+              422,
+              'idempotency-key-reused',
+              'Unprocessable Content',
+              `Idempotency-Key ${JSON.stringify(key)} was already used with a different request body`,
+            ),
           );
         }
         metrics.submissions.inc({ outcome: 'duplicate' });
@@ -201,7 +232,9 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
       await publisher.publish(doc);
       metrics.publishDuration.observe({ outcome: 'confirmed' }, Number(process.hrtime.bigint() - started) / 1e9);
       // The job is already durable: if this write fails the sweeper publishes it again (harmless duplicate).
-      await store.markPublished(doc._id, now()).catch((err: Error) => log.warn({ err: err.message }, 'could not mark job published'));
+      await store
+        .markPublished(doc._id, now())
+        .catch((err: Error) => log.warn({ err: err.message }, 'could not mark job published'));
       log.info('job accepted and published');
     } catch (err) {
       metrics.publishDuration.observe({ outcome: 'failed' }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -212,7 +245,8 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', async (request, reply) => {
     const { id } = request.params;
-    const notFound = (): FastifyReply => sendProblem(reply, problem(404, 'job-not-found', 'Not Found', `no job with id ${JSON.stringify(id)}`));
+    const notFound = (): FastifyReply =>
+      sendProblem(reply, problem(404, 'job-not-found', 'Not Found', `no job with id ${JSON.stringify(id)}`));
     if (!UUID_RE.test(id)) return notFound();
     try {
       const job = await store.findById(id);
@@ -244,16 +278,21 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     }
     let limit = DEFAULT_PAGE_SIZE;
     if (limitRaw !== undefined) {
-      if (/^\d+$/.test(limitRaw) && Number(limitRaw) >= 1 && Number(limitRaw) <= MAX_PAGE_SIZE) limit = Number(limitRaw);
+      if (/^\d+$/.test(limitRaw) && Number(limitRaw) >= 1 && Number(limitRaw) <= MAX_PAGE_SIZE)
+        limit = Number(limitRaw);
       else errors.push({ path: 'query:limit', message: `expected an integer between 1 and ${MAX_PAGE_SIZE}` });
     }
     let beforeId: string | undefined;
     if (cursorRaw !== undefined) {
       beforeId = decodeCursor(cursorRaw);
-      if (beforeId === undefined) errors.push({ path: 'query:cursor', message: 'expected a cursor returned by a previous page' });
+      if (beforeId === undefined)
+        errors.push({ path: 'query:cursor', message: 'expected a cursor returned by a previous page' });
     }
     if (errors.length > 0) {
-      return sendProblem(reply, problem(400, 'invalid-query', 'Bad Request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors));
+      return sendProblem(
+        reply,
+        problem(400, 'invalid-query', 'Bad Request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors),
+      );
     }
     try {
       const rows = await store.list({ status, limit: limit + 1, beforeId });
@@ -264,7 +303,11 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
       if (status !== undefined) params.set('status', status);
       params.set('limit', String(limit));
       if (nextCursor !== null) params.set('cursor', nextCursor);
-      return reply.send({ items, nextCursor, links: { next: nextCursor === null ? null : `/v1/jobs?${params.toString()}` } });
+      return reply.send({
+        items,
+        nextCursor,
+        links: { next: nextCursor === null ? null : `/v1/jobs?${params.toString()}` },
+      });
     } catch (err) {
       if (err instanceof StoreUnavailableError) return storeUnavailable(reply);
       throw err;

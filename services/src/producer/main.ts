@@ -13,11 +13,24 @@ import { OutboxSweeper } from './sweeper';
 async function main(): Promise<void> {
   const config = loadConfigOrExit(() => loadProducerConfig(process.env));
   const logger = createLogger('producer', config.logLevel);
-  logger.info({ broker: redactUrl(config.amqpUrl), mongo: redactUrl(config.mongoUrl), port: config.port, queuePrefix: config.queuePrefix }, 'starting');
+  logger.info(
+    {
+      broker: redactUrl(config.amqpUrl),
+      mongo: redactUrl(config.mongoUrl),
+      port: config.port,
+      queuePrefix: config.queuePrefix,
+    },
+    'starting',
+  );
 
   let shuttingDown = false;
   const startup = new AbortController();
-  const publisher = new AmqpPublisher({ url: config.amqpUrl, queuePrefix: config.queuePrefix, queueType: config.queueType, logger });
+  const publisher = new AmqpPublisher({
+    url: config.amqpUrl,
+    queuePrefix: config.queuePrefix,
+    queueType: config.queueType,
+    logger,
+  });
   publisher.start();
 
   let shutdown: (signal: string) => void = () => undefined;
@@ -30,7 +43,15 @@ async function main(): Promise<void> {
   const store = new MongoJobStore(mongo.db);
   const registry = HandlerRegistry.create({ enableTestHandlers: config.enableTestHandlers });
   const metrics = new ProducerMetrics(store, { defaultMetrics: true });
-  const app = buildApp({ store, publisher, registry, logger, bodyLimitBytes: config.bodyLimitBytes, metrics, isShuttingDown: () => shuttingDown });
+  const app = buildApp({
+    store,
+    publisher,
+    registry,
+    logger,
+    bodyLimitBytes: config.bodyLimitBytes,
+    metrics,
+    isShuttingDown: () => shuttingDown,
+  });
   const sweeper = new OutboxSweeper({
     store,
     publisher,

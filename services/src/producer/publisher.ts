@@ -67,7 +67,13 @@ export class AmqpPublisher implements JobPublisher {
           WORK_ROUTING_KEY,
           encodeJobMessage(job._id),
           // persistent: written to disk by durable queues, so it survives a broker restart.
-          { persistent: true, contentType: 'application/json', messageId: job._id, type: job.type, timestamp: Math.floor(Date.now() / 1000) },
+          {
+            persistent: true,
+            contentType: 'application/json',
+            messageId: job._id,
+            type: job.type,
+            timestamp: Math.floor(Date.now() / 1000),
+          },
           cb,
         ),
       this.options.confirmTimeoutMs ?? 5000,

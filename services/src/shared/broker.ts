@@ -64,7 +64,9 @@ export class BrokerConnection {
           };
           model.on('error', (err: Error) => logger.warn({ err: err.message }, 'broker connection error'));
           model.on('close', onClosed);
-          model.on('blocked', (reason: string) => logger.warn({ reason }, 'broker blocked publishing (resource alarm)'));
+          model.on('blocked', (reason: string) =>
+            logger.warn({ reason }, 'broker blocked publishing (resource alarm)'),
+          );
           model.on('unblocked', () => logger.info('broker unblocked publishing'));
           this.model = model;
           await this.options.onConnect(model);
@@ -72,7 +74,11 @@ export class BrokerConnection {
           logger.info({ broker: redactUrl(this.options.url), attempt }, 'broker connected');
           attempt = 0;
         } catch (err) {
-          const delayMs = backoffDelayMs(attempt, this.options.reconnectBaseDelayMs ?? 250, this.options.reconnectMaxDelayMs ?? 10_000);
+          const delayMs = backoffDelayMs(
+            attempt,
+            this.options.reconnectBaseDelayMs ?? 250,
+            this.options.reconnectMaxDelayMs ?? 10_000,
+          );
           logger.warn({ err: (err as Error).message, attempt, delayMs }, 'broker connection failed; retrying');
           const model = this.model;
           this.model = undefined;
@@ -106,17 +112,20 @@ export class BrokerUnavailableError extends Error {
 }
 
 /** Wraps a confirm-channel callback publish in a promise that also fails after `timeoutMs`. */
-export function confirmPublish(
-  publish: (callback: (err: unknown) => void) => void,
-  timeoutMs: number,
-): Promise<void> {
+export function confirmPublish(publish: (callback: (err: unknown) => void) => void, timeoutMs: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new BrokerUnavailableError(`publish not confirmed within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new BrokerUnavailableError(`publish not confirmed within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     try {
       publish((err) => {
         clearTimeout(timer);
         if (err === null || err === undefined) resolve();
-        else reject(err instanceof Error ? err : new BrokerUnavailableError(`publish nacked by the broker: ${String(err)}`));
+        else
+          reject(
+            err instanceof Error ? err : new BrokerUnavailableError(`publish nacked by the broker: ${String(err)}`),
+          );
       });
     } catch (err) {
       clearTimeout(timer);

@@ -139,12 +139,16 @@ function parseAmqpUrl(reader: EnvReader, password: string | undefined): string {
     return '';
   }
   if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
-    reader.problem(`AMQP_URL: got ${JSON.stringify(redactUrl(value))}, expected a URL starting with amqp:// or amqps://`);
+    reader.problem(
+      `AMQP_URL: got ${JSON.stringify(redactUrl(value))}, expected a URL starting with amqp:// or amqps://`,
+    );
     return '';
   }
   if (password !== undefined) {
     if (url.username === '') {
-      reader.problem(`AMQP_URL: got ${JSON.stringify(redactUrl(value))}, expected a user name because AMQP_PASSWORD is set`);
+      reader.problem(
+        `AMQP_URL: got ${JSON.stringify(redactUrl(value))}, expected a user name because AMQP_PASSWORD is set`,
+      );
       return '';
     }
     // WHATWG URL percent-encodes the userinfo set, so passwords containing @ : / survive.
@@ -176,7 +180,9 @@ function parseMongoUrl(reader: EnvReader, password: string | undefined): { url: 
     const pw = password !== undefined ? encodeURIComponent(password) : existingPassword;
     userinfo = pw !== undefined ? `${user}:${pw}@` : `${user}@`;
   } else if (password !== undefined) {
-    reader.problem(`MONGO_URL: got ${JSON.stringify(redactUrl(value))}, expected a user name because MONGO_PASSWORD is set`);
+    reader.problem(
+      `MONGO_URL: got ${JSON.stringify(redactUrl(value))}, expected a user name because MONGO_PASSWORD is set`,
+    );
   }
   return { url: `${scheme}${userinfo}${hosts}/${encodeURIComponent(database)}${query}`, database };
 }

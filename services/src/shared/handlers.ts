@@ -46,7 +46,10 @@ export const BUILTIN_HANDLERS: readonly JobHandler[] = [
   defineHandler({
     type: 'factorial',
     description: 'n! with arbitrary precision; the result is a decimal string',
-    inputSchema: Type.Object({ n: Type.Integer({ minimum: 0, maximum: FACTORIAL_MAX_N }) }, { additionalProperties: false }),
+    inputSchema: Type.Object(
+      { n: Type.Integer({ minimum: 0, maximum: FACTORIAL_MAX_N }) },
+      { additionalProperties: false },
+    ),
     example: { n: 20 },
     testOnly: false,
     run: async ({ n }) => factorial(n),
@@ -62,7 +65,10 @@ export const BUILTIN_HANDLERS: readonly JobHandler[] = [
   defineHandler({
     type: 'sleep',
     description: `waits ms milliseconds (at most ${SLEEP_MAX_MS})`,
-    inputSchema: Type.Object({ ms: Type.Integer({ minimum: 0, maximum: SLEEP_MAX_MS }) }, { additionalProperties: false }),
+    inputSchema: Type.Object(
+      { ms: Type.Integer({ minimum: 0, maximum: SLEEP_MAX_MS }) },
+      { additionalProperties: false },
+    ),
     example: { ms: 1000 },
     testOnly: false,
     run: async ({ ms }, { signal }) => {

@@ -13,7 +13,13 @@ export interface Problem {
   readonly errors?: readonly FieldError[];
 }
 
-export function problem(status: number, slug: string, title: string, detail?: string, errors?: readonly FieldError[]): Problem {
+export function problem(
+  status: number,
+  slug: string,
+  title: string,
+  detail?: string,
+  errors?: readonly FieldError[],
+): Problem {
   return {
     type: `urn:async-jobs:problem:${slug}`,
     title,
@@ -36,14 +42,20 @@ interface FastifyLikeError {
 /** Maps fastify's own errors (body parser, limits) and anything unexpected to problem+json. */
 export function installProblemHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, problem(404, 'not-found', 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`)),
+    sendProblem(
+      reply,
+      problem(404, 'not-found', 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`),
+    ),
   );
   app.setErrorHandler((error: FastifyLikeError, request, reply) => {
     switch (error.code) {
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
         return sendProblem(reply, problem(413, 'body-too-large', 'Payload Too Large', error.message));
       case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-        return sendProblem(reply, problem(415, 'unsupported-media-type', 'Unsupported Media Type', 'expected Content-Type: application/json'));
+        return sendProblem(
+          reply,
+          problem(415, 'unsupported-media-type', 'Unsupported Media Type', 'expected Content-Type: application/json'),
+        );
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
         return sendProblem(reply, problem(400, 'malformed-body', 'Bad Request', error.message));

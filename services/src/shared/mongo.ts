@@ -22,7 +22,12 @@ export function openMongo(
   appName: string,
   signal?: AbortSignal,
 ): MongoConnection & { readonly ready: Promise<void> } {
-  const client = new MongoClient(url, { appName, serverSelectionTimeoutMS: 3000, connectTimeoutMS: 3000, retryWrites: true });
+  const client = new MongoClient(url, {
+    appName,
+    serverSelectionTimeoutMS: 3000,
+    connectTimeoutMS: 3000,
+    retryWrites: true,
+  });
   const db = client.db(database);
   const ready = (async () => {
     for (let attempt = 1; ; attempt++) {
@@ -43,7 +48,13 @@ export function openMongo(
 }
 
 /** Like {@link openMongo} but resolves only once connected (the consumer has nothing to do before that). */
-export async function connectMongo(url: string, database: string, logger: Logger, appName: string, signal?: AbortSignal): Promise<MongoConnection> {
+export async function connectMongo(
+  url: string,
+  database: string,
+  logger: Logger,
+  appName: string,
+  signal?: AbortSignal,
+): Promise<MongoConnection> {
   const mongo = openMongo(url, database, logger, appName, signal);
   try {
     await mongo.ready;

@@ -38,7 +38,12 @@ export interface FieldError {
 
 export type JobRequestValidation =
   | { readonly ok: true; readonly type: string; readonly input: Record<string, unknown> }
-  | { readonly ok: false; readonly reason: 'schema' | 'unknown-type'; readonly detail: string; readonly errors: FieldError[] };
+  | {
+      readonly ok: false;
+      readonly reason: 'schema' | 'unknown-type';
+      readonly detail: string;
+      readonly errors: FieldError[];
+    };
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -47,11 +52,17 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 /** Checks a `POST /v1/jobs` body: `{ "type": <registered type>, "input": <that type's schema> }`. */
 export function validateJobRequest(registry: HandlerRegistry, body: unknown): JobRequestValidation {
   if (!isRecord(body)) {
-    return { ok: false, reason: 'schema', detail: 'the body must be a JSON object', errors: [{ path: '', message: 'expected an object' }] };
+    return {
+      ok: false,
+      reason: 'schema',
+      detail: 'the body must be a JSON object',
+      errors: [{ path: '', message: 'expected an object' }],
+    };
   }
   const errors: FieldError[] = [];
   for (const key of Object.keys(body)) {
-    if (key !== 'type' && key !== 'input') errors.push({ path: `/${key}`, message: 'unknown property; expected only "type" and "input"' });
+    if (key !== 'type' && key !== 'input')
+      errors.push({ path: `/${key}`, message: 'unknown property; expected only "type" and "input"' });
   }
   const { type, input } = body;
   if (typeof type !== 'string') {
@@ -66,7 +77,10 @@ export function validateJobRequest(registry: HandlerRegistry, body: unknown): Jo
       return {
         ok: false,
         reason: 'unknown-type',
-        detail: `unknown job type ${JSON.stringify(type)}; expected one of ${registry.types().map((t) => `"${t}"`).join(', ')}`,
+        detail: `unknown job type ${JSON.stringify(type)}; expected one of ${registry
+          .types()
+          .map((t) => `"${t}"`)
+          .join(', ')}`,
         errors: [{ path: '/type', message: 'unknown job type' }, ...errors],
       };
     }

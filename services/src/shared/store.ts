@@ -31,7 +31,11 @@ export interface JobStore {
    * `afterId`, the ones without a publication record. `scanned` is how many candidates were looked at, so the
    * caller can page through a long backlog across sweeps.
    */
-  findUnpublished(olderThan: Date, limit: number, afterId?: string): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }>;
+  findUnpublished(
+    olderThan: Date,
+    limit: number,
+    afterId?: string,
+  ): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }>;
   countByStatus(): Promise<Record<JobStatus, number>>;
   ping(): Promise<void>;
 }
@@ -91,21 +95,30 @@ export class MongoJobStore implements JobStore {
     });
   }
 
-  async findUnpublished(olderThan: Date, limit: number, afterId?: string): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }> {
+  async findUnpublished(
+    olderThan: Date,
+    limit: number,
+    afterId?: string,
+  ): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }> {
     return wrap(async () => {
       // ids are UUIDv7 (creation order), so paging by id walks the backlog oldest first.
       const filter: Filter<JobDocument> = { status: 'queued', attempts: 0, createdAt: { $lt: olderThan } };
       if (afterId !== undefined) filter._id = { $gt: afterId };
-      const candidates = await this.jobs
-        .find(filter)
-        .sort({ _id: 1 })
-        .limit(limit)
-        .toArray();
+      const candidates = await this.jobs.find(filter).sort({ _id: 1 }).limit(limit).toArray();
       if (candidates.length === 0) return { jobs: [], scanned: 0 };
       const published = new Set(
-        (await this.publications.find({ _id: { $in: candidates.map((c) => c._id) } }).project<{ _id: string }>({ _id: 1 }).toArray()).map((p) => p._id),
+        (
+          await this.publications
+            .find({ _id: { $in: candidates.map((c) => c._id) } })
+            .project<{ _id: string }>({ _id: 1 })
+            .toArray()
+        ).map((p) => p._id),
       );
-      return { jobs: candidates.filter((c) => !published.has(c._id)), scanned: candidates.length, lastId: candidates[candidates.length - 1]?._id };
+      return {
+        jobs: candidates.filter((c) => !published.has(c._id)),
+        scanned: candidates.length,
+        lastId: candidates[candidates.length - 1]?._id,
+      };
     });
   }
 

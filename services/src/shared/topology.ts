@@ -73,7 +73,12 @@ export async function declareCoreTopology(ch: Channel, prefix: string, queueType
 }
 
 /** Everything, including the retry tiers; declared by the consumer. Idempotent (same arguments each time). */
-export async function declareTopology(ch: Channel, prefix: string, queueType: QueueType, tiers: RetryTiers): Promise<void> {
+export async function declareTopology(
+  ch: Channel,
+  prefix: string,
+  queueType: QueueType,
+  tiers: RetryTiers,
+): Promise<void> {
   await declareCoreTopology(ch, prefix, queueType);
   const names = topologyNames(prefix);
   for (let tier = 0; tier < tiers.count; tier++) {
@@ -84,7 +89,9 @@ export async function declareTopology(ch: Channel, prefix: string, queueType: Qu
         'x-dead-letter-routing-key': WORK_ROUTING_KEY,
         // Quorum queues dead-letter at-most-once by default; at-least-once needs reject-publish overflow.
         // @see https://www.rabbitmq.com/docs/quorum-queues#dead-lettering
-        ...(queueType === 'quorum' ? { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' } : {}),
+        ...(queueType === 'quorum'
+          ? { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' }
+          : {}),
       }),
     });
   }

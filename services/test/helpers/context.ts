@@ -51,7 +51,8 @@ export function spawnService(service: 'producer' | 'consumer', env: Record<strin
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] =
+    [];
   const onData = (chunk: Buffer): void => {
     for (const line of chunk.toString('utf8').split('\n')) {
       if (line.trim() === '') continue;
@@ -73,7 +74,9 @@ export function spawnService(service: 'producer' | 'consumer', env: Record<strin
   };
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once('exit', (code, signal) => r({ code, signal })),
+  );
   return {
     child,
     lines,
@@ -88,7 +91,15 @@ export function spawnService(service: 'producer' | 'consumer', env: Record<strin
         }
       }
       return new Promise((resolveLine, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching ${service} log line within ${timeoutMs} ms; last lines:\n${lines.slice(-20).join('\n')}`)), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `no matching ${service} log line within ${timeoutMs} ms; last lines:\n${lines.slice(-20).join('\n')}`,
+              ),
+            ),
+          timeoutMs,
+        );
         waiters.push({
           pred,
           resolve: (l) => {
@@ -115,7 +126,11 @@ export interface TestContext {
   /** Environment for `node dist/consumer/main.js` pointing at this suite's database and queues. */
   consumerEnv(extra?: Record<string, string>): Record<string, string>;
   startConsumer(extra?: Record<string, string>): Promise<ServiceProcess>;
-  submit(type: string, input: Record<string, unknown>, key?: string): Promise<{ statusCode: number; body: Record<string, unknown> }>;
+  submit(
+    type: string,
+    input: Record<string, unknown>,
+    key?: string,
+  ): Promise<{ statusCode: number; body: Record<string, unknown> }>;
   job(id: string): Promise<JobDocument | null>;
   waitForJobs(ids: readonly string[], statuses: readonly string[], timeoutMs: number): Promise<JobDocument[]>;
   queueDepth(queue: string): Promise<number>;
@@ -154,7 +169,13 @@ export async function createContext(
   if (!(await publisher.connection.waitForConnection(30_000))) throw new Error('publisher did not connect');
   while (!publisher.isReady()) await new Promise((r) => setTimeout(r, 20));
   const store = new MongoJobStore(db);
-  const app = buildApp({ store, publisher, registry: HandlerRegistry.create({ enableTestHandlers: true }), logger, bodyLimitBytes: 65_536 });
+  const app = buildApp({
+    store,
+    publisher,
+    registry: HandlerRegistry.create({ enableTestHandlers: true }),
+    logger,
+    bodyLimitBytes: 65_536,
+  });
   // Reconnected on demand: the broker-restart test closes it under us.
   let inspectorConn: amqp.ChannelModel | undefined;
   const inspector = async (): Promise<amqp.ChannelModel> => {
@@ -209,11 +230,18 @@ export async function createContext(
     async waitForJobs(ids, statuses, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const docs = await jobsCollection(db).find({ _id: { $in: [...ids] } }).toArray();
+        const docs = await jobsCollection(db)
+          .find({ _id: { $in: [...ids] } })
+          .toArray();
         if (docs.length === ids.length && docs.every((d) => statuses.includes(d.status))) return docs;
         if (Date.now() > deadline) {
-          const summary = docs.reduce<Record<string, number>>((acc, d) => ({ ...acc, [d.status]: (acc[d.status] ?? 0) + 1 }), {});
-          throw new Error(`jobs not ${statuses.join('/')} within ${timeoutMs} ms: ${JSON.stringify(summary)} of ${ids.length}`);
+          const summary = docs.reduce<Record<string, number>>(
+            (acc, d) => ({ ...acc, [d.status]: (acc[d.status] ?? 0) + 1 }),
+            {},
+          );
+          throw new Error(
+            `jobs not ${statuses.join('/')} within ${timeoutMs} ms: ${JSON.stringify(summary)} of ${ids.length}`,
+          );
         }
         await new Promise((r) => setTimeout(r, 200));
       }

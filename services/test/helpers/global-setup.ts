@@ -17,7 +17,10 @@ export default async function globalSetup(): Promise<void> {
   }
   const ferret = findFerretDb();
   const rabbit = findRabbitMq();
-  const missing = [...(ferret.path === undefined ? ferret.problems : []), ...(rabbit.path === undefined ? rabbit.problems : [])];
+  const missing = [
+    ...(ferret.path === undefined ? ferret.problems : []),
+    ...(rabbit.path === undefined ? rabbit.problems : []),
+  ];
   if (missing.length > 0 || ferret.path === undefined || rabbit.path === undefined) {
     const message = `integration servers unavailable:\n  - ${missing.join('\n  - ')}\nSet AMQP_URL and MONGO_URL, FERRETDB_BIN, or install rabbitmq-server.`;
     if (process.env.CI === 'true') throw new Error(message);
@@ -40,6 +43,9 @@ export default async function globalSetup(): Promise<void> {
 function buildDist(): void {
   const root = join(__dirname, '..', '..');
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  const res = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { cwd: root, encoding: 'utf8' });
+  const res = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], {
+    cwd: root,
+    encoding: 'utf8',
+  });
   if (res.status !== 0) throw new Error(`npm run build failed:\n${res.stdout}${res.stderr}`);
 }

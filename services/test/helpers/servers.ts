@@ -1,5 +1,15 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, createWriteStream, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
@@ -45,9 +55,11 @@ export interface BinaryLookup {
 
 /** FERRETDB_BIN, then <repo>/.tools/bin/ferretdb, then PATH; the first one whose `--version` works. */
 export function findFerretDb(): BinaryLookup {
-  const candidates = [process.env.FERRETDB_BIN, join(REPO_ROOT, '.tools', 'bin', 'ferretdb'), onPath('ferretdb')].filter(
-    (c): c is string => c !== undefined && c !== '',
-  );
+  const candidates = [
+    process.env.FERRETDB_BIN,
+    join(REPO_ROOT, '.tools', 'bin', 'ferretdb'),
+    onPath('ferretdb'),
+  ].filter((c): c is string => c !== undefined && c !== '');
   const problems: string[] = [];
   for (const c of candidates) {
     if (!existsSync(c)) {
@@ -57,7 +69,9 @@ export function findFerretDb(): BinaryLookup {
     const res = spawnSync(c, ['--version'], { encoding: 'utf8', timeout: 10_000 });
     if (res.status === 0) return { path: c, problems };
     // A `go install` build without build/version/version.txt panics at start; say so.
-    problems.push(`${c}: \`--version\` exited ${res.status ?? res.signal}: ${(res.stderr || res.stdout).split('\n')[0] ?? ''}`);
+    problems.push(
+      `${c}: \`--version\` exited ${res.status ?? res.signal}: ${(res.stderr || res.stdout).split('\n')[0] ?? ''}`,
+    );
   }
   if (candidates.length === 0) problems.push('no FERRETDB_BIN, no <repo>/.tools/bin/ferretdb, no ferretdb on PATH');
   return { problems };
@@ -68,7 +82,8 @@ export function findFerretDb(): BinaryLookup {
  * to the rabbitmq user (which cannot write our temp dirs); the real script next to it runs as the caller.
  */
 export function findRabbitMq(): BinaryLookup {
-  const found = onPath('rabbitmq-server') ?? (existsSync('/usr/sbin/rabbitmq-server') ? '/usr/sbin/rabbitmq-server' : undefined);
+  const found =
+    onPath('rabbitmq-server') ?? (existsSync('/usr/sbin/rabbitmq-server') ? '/usr/sbin/rabbitmq-server' : undefined);
   if (found === undefined) return { problems: ['rabbitmq-server not on PATH and not in /usr/sbin'] };
   const real = realpathSync(found);
   if (basename(real) === 'rabbitmq-script-wrapper') {
@@ -177,7 +192,13 @@ export async function startRabbitMq(binary: string, baseDir: string, startTimeou
   writeFileSync(join(dir, 'advanced.config'), '[].\n');
   writeFileSync(
     join(dir, 'rabbitmq.conf'),
-    [`listeners.tcp.default = 127.0.0.1:${port}`, 'loopback_users = none', 'log.console = false', 'log.file.level = warning', ''].join('\n'),
+    [
+      `listeners.tcp.default = 127.0.0.1:${port}`,
+      'loopback_users = none',
+      'log.console = false',
+      'log.file.level = warning',
+      '',
+    ].join('\n'),
   );
   const env: NodeJS.ProcessEnv = {
     ...process.env,

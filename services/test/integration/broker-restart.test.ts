@@ -7,7 +7,8 @@ import { startRabbitMq, type RabbitNode } from '../helpers/servers';
 const env = integrationEnv();
 const rabbitBin = process.env.AJ_TEST_RABBITMQ_BIN;
 // Needs its own broker to restart; with an external AMQP_URL there is nothing this test may restart.
-const describeRestart = env !== undefined && rabbitBin !== undefined && process.env.AJ_TEST_TMP !== undefined ? describe : describe.skip;
+const describeRestart =
+  env !== undefined && rabbitBin !== undefined && process.env.AJ_TEST_TMP !== undefined ? describe : describe.skip;
 
 describeRestart('broker restarted under load', () => {
   let node: RabbitNode;
@@ -15,7 +16,8 @@ describeRestart('broker restarted under load', () => {
   let sweeper: OutboxSweeper;
 
   beforeAll(async () => {
-    if (env === undefined || rabbitBin === undefined || process.env.AJ_TEST_TMP === undefined) throw new Error('unreachable');
+    if (env === undefined || rabbitBin === undefined || process.env.AJ_TEST_TMP === undefined)
+      throw new Error('unreachable');
     node = await startRabbitMq(rabbitBin, process.env.AJ_TEST_TMP);
     ctx = await createContext('restart', env, { amqpUrl: node.url });
     sweeper = new OutboxSweeper({
@@ -60,7 +62,9 @@ describeRestart('broker restarted under load', () => {
     await new Promise((r) => setTimeout(r, 2000));
     submitting = false;
     await load;
-    console.log(`broker restart: ${beforeRestart} jobs before, halt took ${halted} ms, back after ${restarted} ms, ${ids.length} jobs in all`);
+    console.log(
+      `broker restart: ${beforeRestart} jobs before, halt took ${halted} ms, back after ${restarted} ms, ${ids.length} jobs in all`,
+    );
     expect(beforeRestart).toBeGreaterThan(10);
     // Every accepted request got 202 even while the broker was down (the job is durable in MongoDB).
     expect(statuses).toEqual({ 202: ids.length });

@@ -1,6 +1,13 @@
 import { uuidv7 } from '../../src/shared/ids';
 import { bodyHash, jobsCollection, type JobDocument } from '../../src/shared/jobs';
-import { createContext, describeIntegration, faultReport, integrationEnv, spawnService, type TestContext } from '../helpers/context';
+import {
+  createContext,
+  describeIntegration,
+  faultReport,
+  integrationEnv,
+  spawnService,
+  type TestContext,
+} from '../helpers/context';
 import { freePort } from '../helpers/servers';
 
 describeIntegration('fault scenarios with real processes', () => {
@@ -70,7 +77,11 @@ describeIntegration('fault scenarios with real processes', () => {
       OUTBOX_SWEEP_INTERVAL_MS: '200',
     });
     try {
-      const docs = await ctx.waitForJobs(orphans.map((o) => o._id), ['succeeded', 'failed'], 30_000);
+      const docs = await ctx.waitForJobs(
+        orphans.map((o) => o._id),
+        ['succeeded', 'failed'],
+        30_000,
+      );
       const report = faultReport('producer crash between insert and publish', orphans.length, docs);
       expect(report).toMatchObject({ submitted: 5, completed: 5, duplicated: 0, lost: 0 });
       expect(docs.map((d) => d.result)).toEqual(['3628800', '39916800', '479001600', '6227020800', '87178291200']);

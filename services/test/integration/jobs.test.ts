@@ -30,7 +30,13 @@ describeIntegration('jobs against real RabbitMQ and MongoDB wire protocol', () =
     expect(await ctx.db.collection('job_publications').countDocuments({ _id: id } as object)).toBe(1);
     const view = await ctx.app.inject({ method: 'GET', url: `/v1/jobs/${id}` });
     expect(view.statusCode).toBe(200);
-    expect(view.json()).toMatchObject({ id, status: 'succeeded', attempts: 1, result: '15511210043330985984000000', error: null });
+    expect(view.json()).toMatchObject({
+      id,
+      status: 'succeeded',
+      attempts: 1,
+      result: '15511210043330985984000000',
+      error: null,
+    });
   });
 
   it('returns the same job with 200 when the same key and body are sent again', async () => {
@@ -84,9 +90,14 @@ describeIntegration('jobs against real RabbitMQ and MongoDB wire protocol', () =
     expect(doc?.attempts).toBe(3);
     expect(doc?.error).toEqual({ message: 'fail-always: attempt 3 failed on purpose', attempt: 3 });
     const deadline = Date.now() + 5000;
-    while ((await ctx.queueDepth(ctx.names.deadQueue)) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((await ctx.queueDepth(ctx.names.deadQueue)) === before && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     expect(await ctx.queueDepth(ctx.names.deadQueue)).toBe(before + 1);
     const view = await ctx.app.inject({ method: 'GET', url: `/v1/jobs/${id}` });
-    expect(view.json()).toMatchObject({ status: 'failed', attempts: 3, error: { message: 'fail-always: attempt 3 failed on purpose' } });
+    expect(view.json()).toMatchObject({
+      status: 'failed',
+      attempts: 3,
+      error: { message: 'fail-always: attempt 3 failed on purpose' },
+    });
   });
 });

@@ -21,7 +21,8 @@ describeIntegration('QUEUE_TYPE=quorum', () => {
     expect(docs.find((d) => d._id === retried)).toMatchObject({ status: 'succeeded', attempts: 2 });
     expect(docs.find((d) => d._id === failing)).toMatchObject({ status: 'failed', attempts: 3 });
     const deadline = Date.now() + 5000;
-    while ((await ctx.queueDepth(ctx.names.deadQueue)) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((await ctx.queueDepth(ctx.names.deadQueue)) === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     expect(await ctx.queueDepth(ctx.names.deadQueue)).toBe(1);
   });
 });

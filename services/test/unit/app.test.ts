@@ -17,7 +17,12 @@ function setup(options: { shuttingDown?: boolean } = {}) {
     isShuttingDown: () => options.shuttingDown === true,
   });
   const submit = (payload: unknown, headers: Record<string, string> = { 'idempotency-key': 'k1' }) =>
-    app.inject({ method: 'POST', url: '/v1/jobs', headers: { 'content-type': 'application/json', ...headers }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) });
+    app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: { 'content-type': 'application/json', ...headers },
+      payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+    });
   return { store, publisher, app, submit, logger };
 }
 
@@ -27,7 +32,14 @@ describe('POST /v1/jobs', () => {
     const res = await submit({ type: 'factorial', input: { n: 5 } });
     expect(res.statusCode).toBe(202);
     const body = res.json();
-    expect(body).toMatchObject({ status: 'queued', type: 'factorial', attempts: 0, input: { n: 5 }, result: null, error: null });
+    expect(body).toMatchObject({
+      status: 'queued',
+      type: 'factorial',
+      attempts: 0,
+      input: { n: 5 },
+      result: null,
+      error: null,
+    });
     expect(body.links).toEqual({ self: `/v1/jobs/${body.id}` });
     expect(res.headers.location).toBe(`/v1/jobs/${body.id}`);
     expect(publisher.messages).toEqual([body.id]);
@@ -57,9 +69,27 @@ describe('POST /v1/jobs', () => {
 
   it.each([
     ['a missing Idempotency-Key', { type: 'noop', input: {} }, {}, 400, 'the Idempotency-Key header is required'],
-    ['a malformed Idempotency-Key', { type: 'noop', input: {} }, { 'idempotency-key': 'has space' }, 400, 'Idempotency-Key must be 1 to 255 visible ASCII characters'],
-    ['an unknown job type', { type: 'fail-always', input: {} }, undefined, 400, 'unknown job type "fail-always"; expected one of "factorial", "sqrt", "sleep", "noop"'],
-    ['a schema error', { type: 'factorial', input: { n: -1 } }, undefined, 400, '/input/n: Expected integer to be greater or equal to 0'],
+    [
+      'a malformed Idempotency-Key',
+      { type: 'noop', input: {} },
+      { 'idempotency-key': 'has space' },
+      400,
+      'Idempotency-Key must be 1 to 255 visible ASCII characters',
+    ],
+    [
+      'an unknown job type',
+      { type: 'fail-always', input: {} },
+      undefined,
+      400,
+      'unknown job type "fail-always"; expected one of "factorial", "sqrt", "sleep", "noop"',
+    ],
+    [
+      'a schema error',
+      { type: 'factorial', input: { n: -1 } },
+      undefined,
+      400,
+      '/input/n: Expected integer to be greater or equal to 0',
+    ],
     ['malformed JSON', '{"type":', undefined, 400, undefined],
   ])('rejects %s with problem+json and changes nothing', async (_name, payload, headers, status, detail) => {
     const { app, store, publisher, submit } = setup();
@@ -84,7 +114,12 @@ describe('POST /v1/jobs', () => {
     const big = await submit({ type: 'noop', input: { pad: 'x'.repeat(2000) } });
     expect(big.statusCode).toBe(413);
     expect(big.headers['content-type']).toMatch(/^application\/problem\+json/);
-    const text = await app.inject({ method: 'POST', url: '/v1/jobs', headers: { 'content-type': 'text/plain', 'idempotency-key': 'k' }, payload: 'hi' });
+    const text = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: { 'content-type': 'text/plain', 'idempotency-key': 'k' },
+      payload: 'hi',
+    });
     expect(text.statusCode).toBe(415);
     expect(text.json().detail).toBe('got Content-Type "text/plain", expected application/json');
     expect(store.jobs.size).toBe(0);
@@ -152,7 +187,11 @@ describe('GET /v1/jobs', () => {
     expect(succeeded.items.map((j: { id: string }) => j.id)).toEqual([ids[1]]);
     const bad = await app.inject({ method: 'GET', url: '/v1/jobs?status=done&limit=0&cursor=zz' });
     expect(bad.statusCode).toBe(400);
-    expect(bad.json().errors.map((e: { path: string }) => e.path)).toEqual(['query:status', 'query:limit', 'query:cursor']);
+    expect(bad.json().errors.map((e: { path: string }) => e.path)).toEqual([
+      'query:status',
+      'query:limit',
+      'query:cursor',
+    ]);
     await app.close();
   });
 });
@@ -164,7 +203,10 @@ describe('operations endpoints', () => {
     expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
     expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
     publisher.ready = false;
-    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({ status: 'not ready', checks: { mongodb: 'ok', broker: 'not connected' } });
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({
+      status: 'not ready',
+      checks: { mongodb: 'ok', broker: 'not connected' },
+    });
     publisher.ready = true;
     store.down = true;
     expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(503);

@@ -31,13 +31,23 @@ describe('claim', () => {
     expect(claimFilter(req)).toEqual({
       _id: 'j',
       attempts: { $lt: 5 },
-      $or: [{ status: 'queued' }, { status: 'retrying', nextAttemptAt: { $lte: now } }, { status: 'running', leaseExpiresAt: { $lte: now } }],
+      $or: [
+        { status: 'queued' },
+        { status: 'retrying', nextAttemptAt: { $lte: now } },
+        { status: 'running', leaseExpiresAt: { $lte: now } },
+      ],
     });
   });
 
   it('takes a lease and counts the attempt in the same update', () => {
     expect(claimUpdate(req)).toEqual({
-      $set: { status: 'running', leaseOwner: 'w1', leaseExpiresAt: new Date(now.getTime() + 60_000), startedAt: now, updatedAt: now },
+      $set: {
+        status: 'running',
+        leaseOwner: 'w1',
+        leaseExpiresAt: new Date(now.getTime() + 60_000),
+        startedAt: now,
+        updatedAt: now,
+      },
       $inc: { attempts: 1 },
     });
   });
@@ -50,18 +60,28 @@ describe('a delivery that could not be claimed', () => {
   });
 
   it('waits for a lease held by another worker', () => {
-    expect(decideUnclaimable(job({ status: 'running', attempts: 1, leaseExpiresAt: new Date(now.getTime() + 1500) }), now, 5)).toEqual({
+    expect(
+      decideUnclaimable(
+        job({ status: 'running', attempts: 1, leaseExpiresAt: new Date(now.getTime() + 1500) }),
+        now,
+        5,
+      ),
+    ).toEqual({
       action: 'wait',
       delayMs: 1500,
     });
   });
 
   it('fails the job when the last attempt lost its worker', () => {
-    expect(decideUnclaimable(job({ status: 'running', attempts: 5, leaseExpiresAt: new Date(now.getTime() - 1) }), now, 5)).toEqual({ action: 'exhausted' });
+    expect(
+      decideUnclaimable(job({ status: 'running', attempts: 5, leaseExpiresAt: new Date(now.getTime() - 1) }), now, 5),
+    ).toEqual({ action: 'exhausted' });
   });
 
   it('waits for the end of a retry backoff', () => {
-    expect(decideUnclaimable(job({ status: 'retrying', attempts: 2, nextAttemptAt: new Date(now.getTime() + 200) }), now, 5)).toEqual({ action: 'wait', delayMs: 200 });
+    expect(
+      decideUnclaimable(job({ status: 'retrying', attempts: 2, nextAttemptAt: new Date(now.getTime() + 200) }), now, 5),
+    ).toEqual({ action: 'wait', delayMs: 200 });
   });
 
   it('dead-letters a message for a job that does not exist', () => {

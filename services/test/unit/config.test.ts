@@ -50,7 +50,9 @@ describe('producer configuration', () => {
   });
 
   it('prints the whole list in the error message', () => {
-    expect(() => loadProducerConfig({})).toThrow('invalid configuration:\n  - AMQP_URL: missing, expected a value\n  - MONGO_URL: missing, expected a value');
+    expect(() => loadProducerConfig({})).toThrow(
+      'invalid configuration:\n  - AMQP_URL: missing, expected a value\n  - MONGO_URL: missing, expected a value',
+    );
   });
 
   it('injects passwords from env or from *_FILE (trailing newline trimmed) without echoing them', () => {
@@ -63,13 +65,19 @@ describe('producer configuration', () => {
     expect(problems(() => loadProducerConfig({ ...base, MONGO_PASSWORD_FILE: join(dir, 'nope') }))).toEqual([
       `MONGO_PASSWORD_FILE: got "${join(dir, 'nope')}", expected a readable file (ENOENT)`,
     ]);
-    const both = problems(() => loadProducerConfig({ ...base, AMQP_PASSWORD: 'x', AMQP_PASSWORD_FILE: join(dir, 'amqp') }));
-    expect(both).toEqual([`AMQP_PASSWORD_FILE: got "${join(dir, 'amqp')}", expected it unset because AMQP_PASSWORD is also set`]);
+    const both = problems(() =>
+      loadProducerConfig({ ...base, AMQP_PASSWORD: 'x', AMQP_PASSWORD_FILE: join(dir, 'amqp') }),
+    );
+    expect(both).toEqual([
+      `AMQP_PASSWORD_FILE: got "${join(dir, 'amqp')}", expected it unset because AMQP_PASSWORD is also set`,
+    ]);
   });
 
   it('never prints a password that is part of a malformed URL', () => {
     const msgs = problems(() => loadProducerConfig({ ...base, MONGO_URL: 'mongo://app:hunter2@mongo/jobs' }));
-    expect(msgs).toEqual(['MONGO_URL: got "mongo://app:<redacted>@mongo/jobs", expected a URL like mongodb://user@host:27017/jobs?authSource=admin']);
+    expect(msgs).toEqual([
+      'MONGO_URL: got "mongo://app:<redacted>@mongo/jobs", expected a URL like mongodb://user@host:27017/jobs?authSource=admin',
+    ]);
     expect(msgs.join('')).not.toContain('hunter2');
   });
 
@@ -97,7 +105,16 @@ describe('consumer configuration', () => {
 
   it('rejects CONCURRENCY above PREFETCH and other malformed values', () => {
     expect(
-      problems(() => loadConsumerConfig({ ...base, PREFETCH: '5', CONCURRENCY: '6', MAX_ATTEMPTS: '0', ENABLE_TEST_HANDLERS: 'yes', QUEUE_PREFIX: 'a b' })),
+      problems(() =>
+        loadConsumerConfig({
+          ...base,
+          PREFETCH: '5',
+          CONCURRENCY: '6',
+          MAX_ATTEMPTS: '0',
+          ENABLE_TEST_HANDLERS: 'yes',
+          QUEUE_PREFIX: 'a b',
+        }),
+      ),
     ).toEqual([
       'QUEUE_PREFIX: got "a b", expected letters, digits, "_", "." or "-" (at most 100, starting with a letter or digit)',
       'ENABLE_TEST_HANDLERS: got "yes", expected "true" or "false"',

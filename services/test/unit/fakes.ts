@@ -29,7 +29,9 @@ export class FakeStore implements JobStore {
   async list(q: ListJobsQuery): Promise<JobDocument[]> {
     this.check();
     return [...this.jobs.values()]
-      .filter((j) => (q.status === undefined || j.status === q.status) && (q.beforeId === undefined || j._id < q.beforeId))
+      .filter(
+        (j) => (q.status === undefined || j.status === q.status) && (q.beforeId === undefined || j._id < q.beforeId),
+      )
       .sort((a, b) => (a._id < b._id ? 1 : -1))
       .slice(0, q.limit);
   }
@@ -39,7 +41,9 @@ export class FakeStore implements JobStore {
   }
   async findUnpublished(olderThan: Date, limit: number): Promise<{ jobs: JobDocument[]; scanned: number }> {
     this.check();
-    const candidates = [...this.jobs.values()].filter((j) => j.status === 'queued' && j.attempts === 0 && j.createdAt < olderThan).slice(0, limit);
+    const candidates = [...this.jobs.values()]
+      .filter((j) => j.status === 'queued' && j.attempts === 0 && j.createdAt < olderThan)
+      .slice(0, limit);
     return { jobs: candidates.filter((j) => !this.published.has(j._id)), scanned: candidates.length };
   }
   async countByStatus(): Promise<Record<JobStatus, number>> {

@@ -53,16 +53,28 @@ describe('handlers', () => {
 
 describe('registry', () => {
   it('hides test handlers unless enabled', () => {
-    expect(HandlerRegistry.create({ enableTestHandlers: false }).types()).toEqual(['factorial', 'sqrt', 'sleep', 'noop']);
+    expect(HandlerRegistry.create({ enableTestHandlers: false }).types()).toEqual([
+      'factorial',
+      'sqrt',
+      'sleep',
+      'noop',
+    ]);
     expect(registry.types()).toEqual(BUILTIN_HANDLERS.map((h) => h.type));
   });
 
   it('accepts a valid request', () => {
-    expect(validateJobRequest(registry, { type: 'factorial', input: { n: 5 } })).toEqual({ ok: true, type: 'factorial', input: { n: 5 } });
+    expect(validateJobRequest(registry, { type: 'factorial', input: { n: 5 } })).toEqual({
+      ok: true,
+      type: 'factorial',
+      input: { n: 5 },
+    });
   });
 
   it('rejects an unknown type, naming the accepted ones', () => {
-    const res = validateJobRequest(HandlerRegistry.create({ enableTestHandlers: false }), { type: 'fail-always', input: {} });
+    const res = validateJobRequest(HandlerRegistry.create({ enableTestHandlers: false }), {
+      type: 'fail-always',
+      input: {},
+    });
     expect(res).toMatchObject({
       ok: false,
       reason: 'unknown-type',
