@@ -211,7 +211,7 @@ async function runDeployment(
     });
     const client = new JobsClient(producerUrl(dep.file));
     await report.phase(`${t}: smoke`, () => smoke(report, dep, client));
-    if (opts.faults && t === 'compose') {
+    if (opts.faults) {
       const ctx: FaultContext = { report, dep, client, mongoPasswordFile, faultReports };
       await report.phase(`${t}: fault consumer-kill`, () => consumerKill(ctx));
       await report.phase(`${t}: fault broker-restart`, () => brokerRestart(ctx));

@@ -19,6 +19,8 @@ export interface ContainerState {
   readonly capDrop: readonly string[];
   readonly securityOpt: readonly string[];
   readonly startedAt: string;
+  /** Host addresses its published ports are bound to, e.g. 127.0.0.1:8080. */
+  readonly published: readonly string[];
 }
 
 export interface Deployment {
@@ -30,6 +32,8 @@ export interface Deployment {
   /** Running containers of one service. */
   containers(service: string): Promise<ContainerState[]>;
   scale(service: string, replicas: number): Promise<void>;
+  /** Restarts a service's containers the target's way; returns how. */
+  restart(service: string): Promise<string>;
   /** Crashes a service's containers with SIGKILL, so the restart policy (not a person) decides what follows. */
   crash(service: string): Promise<string>;
   /** Takes a service's containers away for `ms` (Compose: docker stop/start; Swarm: scale to 0 and back). */
@@ -68,6 +72,7 @@ interface Inspect {
   Config: { User: string; Labels: Record<string, string> | null };
   State: { Running: boolean; StartedAt: string; Health?: { Status: string } };
   HostConfig: { ReadonlyRootfs: boolean; CapDrop: string[] | null; SecurityOpt: string[] | null };
+  NetworkSettings: { Ports: Record<string, { HostIp: string; HostPort: string }[] | null> | null };
 }
 
 async function inspectContainers(
@@ -88,6 +93,9 @@ async function inspectContainers(
     capDrop: c.HostConfig.CapDrop ?? [],
     securityOpt: c.HostConfig.SecurityOpt ?? [],
     startedAt: c.State.StartedAt,
+    published: Object.values(c.NetworkSettings.Ports ?? {}).flatMap((bindings) =>
+      (bindings ?? []).map((b) => `${b.HostIp === '' ? '0.0.0.0' : b.HostIp}:${b.HostPort}`),
+    ),
   }));
 }
 
@@ -180,6 +188,12 @@ export class ComposeDeployment implements Deployment {
     return `SIGKILL from the host to the init process of ${victims.map((c) => c.name).join(', ')}`;
   }
 
+  async restart(service: string): Promise<string> {
+    const cs = await this.containers(service);
+    await docker(['restart', '--time', '30', ...cs.map((c) => c.id)], { timeoutMs: 120_000 });
+    return `docker restart ${cs.map((c) => c.name).join(', ')}`;
+  }
+
   async outage(service: string, ms: number): Promise<void> {
     const ids = (await this.containers(service)).map((c) => c.id);
     await docker(['stop', ...ids], { timeoutMs: 60_000 });
@@ -231,6 +245,12 @@ export class SwarmDeployment implements Deployment {
 
   async scale(service: string, replicas: number): Promise<void> {
     await docker(['service', 'scale', '--detach', `${this.project}_${service}=${replicas}`], { timeoutMs: 120_000 });
+  }
+
+  /** A Swarm service restarts by replacing its tasks (its update_config decides the order). */
+  async restart(service: string): Promise<string> {
+    await docker(['service', 'update', '--force', '--detach', `${this.project}_${service}`], { timeoutMs: 120_000 });
+    return `docker service update --force ${this.project}_${service}`;
   }
 
   /** Swarm's restart policy does apply to a `docker kill`ed task: the task failed, a new one is scheduled. */

@@ -119,6 +119,13 @@ export async function checkHardening(
       c.capDrop.map((x) => x.toUpperCase()).includes('ALL'),
       `CapDrop ${JSON.stringify(c.capDrop)}`,
     );
+    if (c.published.length > 0) {
+      report.check(
+        `${label} publishes its ports on 127.0.0.1 only`,
+        c.published.every((p) => p.startsWith('127.0.0.1:')),
+        c.published.join(', '),
+      );
+    }
     if (dep.kind === 'compose') {
       report.check(
         `${label} sets no-new-privileges`,
@@ -272,7 +279,7 @@ export async function underLoad(
     tally.notAccepted === 0 && tally.submitted > 0,
     describeTally(tally),
   );
-  r.check(`${name}: nothing lost`, tally.lost === 0, `${tally.lost} accepted jobs never finished`);
+  r.check(`${ctx.dep.kind} ${name}: nothing lost`, tally.lost === 0, `${tally.lost} accepted jobs never finished`);
   r.check(
     `${name}: nothing duplicated`,
     tally.duplicated === 0 && db !== undefined && db.rerun === 0 && db.documents === tally.accepted,
@@ -286,7 +293,7 @@ export async function underLoad(
   return load;
 }
 
-/** `docker kill` the consumer while it runs a job: the restart policy brings it back and the job completes once. */
+/** Crash the consumer while it runs a job: the restart policy brings it back and the job completes once. */
 export async function consumerKill(ctx: FaultContext): Promise<void> {
   const { report, dep, client } = ctx;
   let victimJob = '';
@@ -340,7 +347,7 @@ export async function consumerKill(ctx: FaultContext): Promise<void> {
     2000,
   ).catch(() => undefined);
   report.check(
-    'consumer-kill: the job running at the kill completes once, on a second attempt',
+    `${dep.kind} consumer-kill: the job running at the kill completes once, on a second attempt`,
     victim?.status === 'succeeded' &&
       JSON.stringify(victim.result) === JSON.stringify({ sleptMs: 8000 }) &&
       victim.attempts === 2,
@@ -354,12 +361,11 @@ export async function brokerRestart(ctx: FaultContext): Promise<void> {
   const { dep, report } = ctx;
   await underLoad(ctx, 'broker-restart', { rate: 4, maxJobs: 100, maxMs: 25_000, settleMs: 120_000 }, async () => {
     await sleep(3000);
-    const ids = (await dep.containers(BROKER)).map((c) => c.id);
-    await docker(['restart', '--time', '30', ...ids], { timeoutMs: 120_000 });
-    report.log('restarted the broker');
-    await waitFor('the broker to be running again', 120_000, async () =>
-      (await dep.containers(BROKER)).every((c) => c.running) ? true : undefined,
-    );
+    report.log(`restarting the broker: ${await dep.restart(BROKER)}`);
+    await waitFor('the broker to be running again', 120_000, async () => {
+      const cs = await dep.containers(BROKER);
+      return cs.length === 1 && cs.every((c) => c.running) ? true : undefined;
+    });
     await sleep(10_000);
   });
 }
@@ -387,7 +393,7 @@ export async function databaseOutage(ctx: FaultContext): Promise<void> {
   );
   const s503 = load.stats.statuses.get(503) ?? 0;
   report.check(
-    'database-outage: the API answered 503 with Retry-After while the database was down',
+    `${dep.kind} database-outage: the API answered 503 with Retry-After while the database was down`,
     s503 > 0 && load.stats.retryAfter.size > 0,
     `503×${s503}, Retry-After ${JSON.stringify([...load.stats.retryAfter])}`,
   );
