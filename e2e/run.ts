@@ -41,6 +41,8 @@ Options:
   --dist <dir>        Where the synthesized files are (default: dist)
   --only <target>     compose or swarm (default: both)
   --no-faults         Skip the fault scenarios
+  --swarm-faults <l>  Faults to run on Swarm too: comma-separated names, all, or none
+                      (default: consumer-kill,scale-consumers; Compose always runs all four)
   --compose <v>       v2 (default; built from the Go module proxy once, cached) or v1 (Debian's docker-compose 1.29)
   --no-build          Use the service images already tagged (e.g. by \`npm run images\`) instead of building them
   --keep              Leave the deployment (and dockerd, the swarm) running for inspection
@@ -48,6 +50,7 @@ Options:
 
 Exit codes: 0 all checks passed, 1 a check failed, 2 bad options.`;
 
+const FAULTS: readonly string[] = ['consumer-kill', 'broker-restart', 'database-outage', 'scale-consumers'];
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE = join(REPO, '.tools', 'e2e-cache');
 
@@ -56,6 +59,7 @@ interface Options {
   readonly dist: string;
   readonly only: 'compose' | 'swarm' | undefined;
   readonly faults: boolean;
+  readonly swarmFaults: ReadonlySet<string>;
   readonly keep: boolean;
   readonly build: boolean;
   readonly compose: 'v1' | 'v2';
@@ -70,6 +74,7 @@ function options(): Options {
         dist: { type: 'string', default: 'dist' },
         only: { type: 'string' },
         'no-faults': { type: 'boolean', default: false },
+        'swarm-faults': { type: 'string', default: 'consumer-kill,scale-consumers' },
         compose: { type: 'string', default: 'v2' },
         keep: { type: 'boolean', default: false },
         'no-build': { type: 'boolean', default: false },
@@ -93,6 +98,15 @@ function options(): Options {
     process.stderr.write(`e2e: --compose: got ${JSON.stringify(v.compose)}, expected v1 or v2\n`);
     process.exit(2);
   }
+  const swarmFaults =
+    v['swarm-faults'] === 'all' ? FAULTS : v['swarm-faults'] === 'none' ? [] : v['swarm-faults'].split(',');
+  const unknownFault = swarmFaults.filter((f) => !FAULTS.includes(f));
+  if (unknownFault.length > 0) {
+    process.stderr.write(
+      `e2e: --swarm-faults: got ${unknownFault.join(', ')}, expected some of ${FAULTS.join(', ')}, all or none\n`,
+    );
+    process.exit(2);
+  }
   if (!/^[a-z0-9-]+$/.test(v.env)) {
     process.stderr.write(`e2e: --env: got ${JSON.stringify(v.env)}, expected an environment name such as dev\n`);
     process.exit(2);
@@ -102,6 +116,7 @@ function options(): Options {
     dist: resolve(REPO, v.dist),
     only: v.only,
     faults: !v['no-faults'],
+    swarmFaults: new Set(swarmFaults),
     keep: v.keep,
     build: !v['no-build'],
     compose: v.compose,
@@ -213,10 +228,17 @@ async function runDeployment(
     await report.phase(`${t}: smoke`, () => smoke(report, dep, client));
     if (opts.faults) {
       const ctx: FaultContext = { report, dep, client, mongoPasswordFile, faultReports };
-      await report.phase(`${t}: fault consumer-kill`, () => consumerKill(ctx));
-      await report.phase(`${t}: fault broker-restart`, () => brokerRestart(ctx));
-      await report.phase(`${t}: fault database-outage`, () => databaseOutage(ctx));
-      await report.phase(`${t}: fault scale-consumers`, () => scaleConsumers(ctx));
+      const scenarios: Record<string, (c: FaultContext) => Promise<void>> = {
+        'consumer-kill': consumerKill,
+        'broker-restart': brokerRestart,
+        'database-outage': databaseOutage,
+        'scale-consumers': scaleConsumers,
+      };
+      for (const name of FAULTS) {
+        const scenario = scenarios[name];
+        if (scenario === undefined || (t === 'swarm' && !opts.swarmFaults.has(name))) continue;
+        await report.phase(`${t}: fault ${name}`, () => scenario(ctx));
+      }
     }
   } catch (e) {
     if (!(e instanceof PhaseFailed)) throw e;

@@ -17,7 +17,8 @@ import { defineSystem, ENVIRONMENTS } from './app';
 
 async function main(): Promise<void> {
   // build/infra/k8s.js → the repository root, whatever the working directory.
-  const repoRoot = join(__dirname, '..', '..');
+  // Run from the repository root (cdk8s.yaml's app command does), wherever the compiled file lives.
+  const repoRoot = process.cwd();
   const outDir = resolvePath(process.env.CDK8S_OUTDIR ?? join(repoRoot, 'build', 'cdk8s.out'));
   const result = await synthesize({
     systems: ENVIRONMENTS.map((e) => defineSystem(e)),
