@@ -48,6 +48,8 @@ export async function ensureDaemon(logDir: string, log: (line: string) => void):
     log(`using the running Docker engine ${running} (not started here, so not stopped here)`);
     return { startedHere: false, serverVersion: running, stop: () => Promise.resolve() };
   }
+  // dockerd leaves its docker0 bridge behind when it stops; remove it then if it was not there before.
+  const bridgeBefore = (await run('ip', ['link', 'show', 'docker0'])).code === 0;
   const logFile = join(logDir, 'dockerd.log');
   const fd = openSync(logFile, 'a');
   const child = spawn('dockerd', ['--host', 'unix:///var/run/docker.sock', '--ip', '127.0.0.1'], {
@@ -79,6 +81,8 @@ export async function ensureDaemon(logDir: string, log: (line: string) => void):
         process.kill(pid, 'SIGKILL');
       }
       log(`stopped dockerd (pid ${pid})`);
+      if (!bridgeBefore && (await run('ip', ['link', 'delete', 'docker0'])).code === 0)
+        log('removed the docker0 bridge it created');
     },
   };
 }

@@ -19,12 +19,23 @@ export interface RunOptions {
   readonly echo?: boolean;
 }
 
+/** The legacy builder colours npm's stderr with ANSI escapes. */
+const ANSI_COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+
 export class CommandError extends Error {
   override name = 'CommandError';
   readonly result: RunResult;
   constructor(command: string, result: RunResult) {
-    const tail = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-15).join('\n');
-    super(`\`${command}\` exited with ${result.code}:\n${tail}`);
+    const lines = `${result.stdout}\n${result.stderr}`
+      .replace(ANSI_COLOUR, '')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+    // The first error lines say why (npm prints its usage after them); the last lines say where it stopped.
+    const why = [...new Set(lines.filter((l) => /error|fatal|denied|not found|no such/i.test(l)))].slice(0, 6);
+    const tail = lines.slice(-4).filter((l) => !why.includes(l));
+    super(
+      `\`${command}\` exited with ${result.code}:\n${[...why, ...(why.length > 0 ? ['…'] : []), ...tail].join('\n')}`,
+    );
     this.result = result;
   }
 }

@@ -279,18 +279,18 @@ export async function underLoad(
   ctx.report.log(line);
   const r = ctx.report;
   r.check(
-    `${name}: every submitted job was accepted`,
+    `${ctx.dep.kind} ${name}: every submitted job was accepted`,
     tally.notAccepted === 0 && tally.submitted > 0,
     describeTally(tally),
   );
   r.check(`${ctx.dep.kind} ${name}: nothing lost`, tally.lost === 0, `${tally.lost} accepted jobs never finished`);
   r.check(
-    `${name}: nothing duplicated`,
+    `${ctx.dep.kind} ${name}: nothing duplicated`,
     tally.duplicated === 0 && db !== undefined && db.rerun === 0 && db.documents === tally.accepted,
     `keys answered with two ids ${tally.duplicated}, handler re-runs ${db?.rerun ?? 'unknown'}, documents ${db?.documents ?? 'unknown'} for ${tally.accepted} keys`,
   );
   r.check(
-    `${name}: every job succeeded with the correct result`,
+    `${ctx.dep.kind} ${name}: every job succeeded with the correct result`,
     tally.succeeded === tally.accepted,
     `${tally.failed} failed, ${tally.wrongResult} wrong results`,
   );
