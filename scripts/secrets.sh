@@ -10,7 +10,10 @@ mkdir -p "$dir"
 chmod 700 "$dir"
 for name in mongo-keyfile mongo-password rabbitmq-erlang-cookie rabbitmq-password; do
   if [ ! -s "$dir/$name" ]; then
-    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$dir/$name")
+    head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$dir/$name"
+    # Compose outside Swarm bind-mounts file secrets with their host owner and mode, and the containers run as
+    # other users (10001, 999); the 0700 directory keeps other host users out.
+    chmod 0644 "$dir/$name"
     echo "created .secrets/$env/$name"
   fi
 done

@@ -57,6 +57,13 @@ export function commonServiceKeys(s: ResolvedService): Record<string, unknown> {
 /** Path from `dist/<env>/` back to the repository root. */
 const TO_ROOT = '../..';
 
+/**
+ * Compose resolves `build.dockerfile` against `build.context` (`services/`), so the synthesized Dockerfile is
+ * reached through the repository root: `../dist/<env>/<service>.Dockerfile`. Synth writes to `dist/` by default;
+ * a build from another `--out` directory uses the Dockerfiles committed under `dist/`.
+ */
+const OUT_FROM_CONTEXT = '../dist';
+
 /** Gaps shared by the single-host Docker targets. */
 export function singleHostGaps(system: ResolvedSystem, target: 'compose' | 'swarm'): Gap[] {
   const gaps: Gap[] = [];
@@ -97,7 +104,10 @@ export function composeService(system: ResolvedSystem, s: ResolvedService): Reco
     ...commonServiceKeys(s),
     build:
       s.image.kind === 'build'
-        ? { context: `${TO_ROOT}/${s.image.context}`, dockerfile: `../${dockerfilePath(system.environment, s.name)}` }
+        ? {
+            context: `${TO_ROOT}/${s.image.context}`,
+            dockerfile: `${OUT_FROM_CONTEXT}/${dockerfilePath(system.environment, s.name)}`,
+          }
         : undefined,
     secrets: s.secrets.map((use) => use.secret),
     ports: s.publishedPorts.map((p) => `${p.hostIp}:${p.hostPort}:${p.containerPort}`),

@@ -146,7 +146,7 @@ describe.each(ENVIRONMENTS)('compose.yaml for %s', (env) => {
     }
     for (const name of ['producer', 'consumer']) {
       const s = compose.services[name]!;
-      expect(s.build).toEqual({ context: '../../services', dockerfile: `../${env}/${name}.Dockerfile` });
+      expect(s.build).toEqual({ context: '../../services', dockerfile: `../dist/${env}/${name}.Dockerfile` });
       expect(s.image).toMatch(new RegExp(`/${name}:src-[0-9a-f]{12}$`));
     }
   });
