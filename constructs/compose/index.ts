@@ -64,8 +64,17 @@ const TO_ROOT = '../..';
  */
 const OUT_FROM_CONTEXT = '../dist';
 
-/** Gaps shared by the single-host Docker targets. */
-export function singleHostGaps(system: ResolvedSystem, target: 'compose' | 'swarm'): Gap[] {
+/**
+ * Gaps shared by the single-host Docker targets: one broker node and one database member where the model has a
+ * cluster, and (unless the target reports it itself) a fixed replica count where the model autoscales.
+ * `container` words the details for targets that run plain containers (Pulumi).
+ */
+export function singleHostGaps(
+  system: ResolvedSystem,
+  target: 'compose' | 'swarm' | 'pulumi',
+  options: { readonly autoscaling: boolean; readonly unit?: 'container' },
+): Gap[] {
+  const unit = options.unit;
   const gaps: Gap[] = [];
   for (const s of system.services) {
     if (s.kind === 'broker' && s.replicas > 1) {
@@ -73,7 +82,7 @@ export function singleHostGaps(system: ResolvedSystem, target: 'compose' | 'swar
         target,
         feature: 'broker-cluster',
         path: s.path,
-        detail: `runs 1 RabbitMQ node instead of a ${s.replicas}-node cluster`,
+        detail: `runs 1 RabbitMQ ${unit ?? 'node'} instead of a ${s.replicas}-node cluster`,
       });
     }
     if (s.kind === 'database' && s.replicas > 1) {
@@ -81,15 +90,15 @@ export function singleHostGaps(system: ResolvedSystem, target: 'compose' | 'swar
         target,
         feature: 'database-replica-set',
         path: s.path,
-        detail: `runs 1 MongoDB member instead of a ${s.replicas}-member replica set`,
+        detail: `runs 1 MongoDB ${unit ?? 'member'} instead of a ${s.replicas}-member replica set`,
       });
     }
-    if (s.autoscaling && target === 'compose') {
+    if (s.autoscaling && options.autoscaling) {
       gaps.push({
         target,
         feature: 'autoscaling',
         path: s.path,
-        detail: `runs a fixed ${s.replicas} replicas instead of scaling from ${s.autoscaling.minReplicas} to ${s.autoscaling.maxReplicas}`,
+        detail: `runs a fixed ${s.replicas} ${unit === undefined ? 'replicas' : `${unit}s`} instead of scaling from ${s.autoscaling.minReplicas} to ${s.autoscaling.maxReplicas}`,
       });
     }
   }
@@ -114,14 +123,14 @@ export function composeService(system: ResolvedSystem, s: ResolvedService): Reco
     depends_on: Object.fromEntries(s.dependsOn.map((d) => [d, { condition: 'service_healthy' }])),
     deploy: { replicas, resources: composeResources(s) },
     // Bounded: a crash-looping container stops instead of restarting forever.
-    restart: 'on-failure:5',
+    restart: `on-failure:${s.restartMaxAttempts}`,
     init: true,
     security_opt: ['no-new-privileges:true'],
   };
 }
 
 export function renderCompose(system: ResolvedSystem, context: SynthContext): { file: GeneratedFile; gaps: Gap[] } {
-  const gaps = singleHostGaps(system, 'compose');
+  const gaps = singleHostGaps(system, 'compose', { autoscaling: true });
   const secrets: Record<string, unknown> = {};
   for (const secret of mountedSecrets(system)) {
     if (secret.source.kind === 'file') {

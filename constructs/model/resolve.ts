@@ -45,6 +45,8 @@ export const DEFAULTS = {
   drainTimeout: Duration.seconds(25),
   terminationGracePeriod: Duration.seconds(30),
   cpuUtilizationPercent: 70,
+  /** Restarts of a crash-looping container before the platform gives up (every target's policy is bounded). */
+  restartMaxAttempts: 5,
   storageSize: Memory.gibibytes(1),
   ephemeralStorageRequest: Memory.mebibytes(64),
   ephemeralStorageLimit: Memory.mebibytes(256),
@@ -252,6 +254,7 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
       dependsOn: d.dependsOn,
       stateful: d.stateful,
       drainTimeoutSeconds: d.drainTimeoutSeconds,
+      restartMaxAttempts: DEFAULTS.restartMaxAttempts,
     };
   };
 

@@ -136,6 +136,8 @@ export interface ResolvedService {
   readonly stateful: boolean;
   /** Consumer-only settings the targets need (drain time). Zero for others. */
   readonly drainTimeoutSeconds: number;
+  /** Restarts of a crash-looping container before the platform stops restarting it. */
+  readonly restartMaxAttempts: number;
 }
 
 export interface ResolvedBrokerSettings {

@@ -5,7 +5,6 @@ import { dockerfilePath } from '../dockerfile';
 import {
   COMPONENT_TYPE,
   DIST_DIR,
-  RESTART_MAX_RETRIES,
   SECRET_FILE_MODE,
   containerCount,
   containerEnvs,
@@ -195,9 +194,9 @@ export class DockerJobSystem extends pulumi.ComponentResource {
         command: s.command.length > 0 ? [...s.command] : undefined,
         envs: containerEnvs(s),
         healthcheck: containerHealthcheck(s),
-        // Bounded, like Compose's `on-failure:5`: a crash-looping container stops instead of restarting forever.
+        // Bounded by the model, as in Compose and Swarm: a crash-looping container stops instead of restarting forever.
         restart: 'on-failure',
-        maxRetryCount: RESTART_MAX_RETRIES,
+        maxRetryCount: s.restartMaxAttempts,
         // The provider's memory fields are in MiB ("MBs" in its docs; it multiplies by 1024 * 1024).
         memory: s.resources.memoryLimit.mebibytes,
         memoryReservation: s.resources.memoryRequest.mebibytes,

@@ -7,6 +7,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { ResolvedHealthCheck, ResolvedService, ResolvedSystem } from '../model';
 import { dockerfilePath, renderDockerfile } from '../dockerfile';
+import { singleHostGaps } from '../compose';
 import type { Gap, SynthContext } from '../output/types';
 
 /** Type token of the component that holds the whole system. */
@@ -14,12 +15,6 @@ export const COMPONENT_TYPE = 'async-jobs:index:JobSystem';
 
 /** Where `npm run synth` writes, relative to the repository root; the images are built from its Dockerfiles. */
 export const DIST_DIR = 'dist';
-
-/**
- * Restart budget of a crash-looping container, the same `on-failure:5` the Compose target writes. Not in the
- * model yet; both targets hold the number.
- */
-export const RESTART_MAX_RETRIES = 5;
 
 /** Unix permission of an uploaded secret file: readable by the container's user only. */
 export const SECRET_FILE_MODE = '0400';
@@ -115,32 +110,8 @@ export function secretDirectories(service: ResolvedService): string[] {
  */
 export function pulumiGaps(system: ResolvedSystem): Gap[] {
   const target = 'pulumi';
-  const gaps: Gap[] = [];
+  const gaps: Gap[] = singleHostGaps(system, target, { autoscaling: true, unit: 'container' });
   for (const s of system.services) {
-    if (s.kind === 'broker' && s.replicas > 1) {
-      gaps.push({
-        target,
-        feature: 'broker-cluster',
-        path: s.path,
-        detail: `runs 1 RabbitMQ container instead of a ${s.replicas}-node cluster`,
-      });
-    }
-    if (s.kind === 'database' && s.replicas > 1) {
-      gaps.push({
-        target,
-        feature: 'database-replica-set',
-        path: s.path,
-        detail: `runs 1 MongoDB container instead of a ${s.replicas}-member replica set`,
-      });
-    }
-    if (s.autoscaling) {
-      gaps.push({
-        target,
-        feature: 'autoscaling',
-        path: s.path,
-        detail: `runs a fixed ${s.replicas} containers instead of scaling from ${s.autoscaling.minReplicas} to ${s.autoscaling.maxReplicas}`,
-      });
-    }
     if (s.publishedPorts.length > 0 && containerCount(s) > 1) {
       gaps.push({
         target,

@@ -46,13 +46,12 @@ const SWARM_NAME_MAX_LENGTH = 64;
 const SECRET_FILE_MODE = 0o400;
 
 /**
- * Restarts allowed per {@link RESTART_WINDOW_SECONDS} before Swarm gives up on a task slot. Swarm counts restarts in
- * a sliding window when `window` is set, so a crash loop stops while an occasional crash weeks apart never
- * exhausts the budget.
+ * The window in which the model's `restartMaxAttempts` count before Swarm gives up on a task slot. Swarm counts
+ * restarts in a sliding window when `window` is set, so a crash loop stops while an occasional crash weeks apart
+ * never exhausts the budget.
  *
  * @see https://github.com/moby/swarmkit/blob/master/manager/orchestrator/restart/restart.go (shouldRestart)
  */
-export const RESTART_MAX_ATTEMPTS = 5;
 const RESTART_WINDOW_SECONDS = 120;
 const RESTART_DELAY_SECONDS = 5;
 
@@ -131,7 +130,7 @@ function swarmDeploy(system: ResolvedSystem, s: ResolvedService): Record<string,
     restart_policy: {
       condition: 'any',
       delay: `${RESTART_DELAY_SECONDS}s`,
-      max_attempts: RESTART_MAX_ATTEMPTS,
+      max_attempts: s.restartMaxAttempts,
       window: `${RESTART_WINDOW_SECONDS}s`,
     },
     update_config: { parallelism: 1, delay: '10s', order, failure_action: 'rollback', monitor, max_failure_ratio: 0 },
@@ -210,7 +209,7 @@ function ignoredOptionWarnings(system: ResolvedSystem): string[] {
 
 /** Model features Swarm cannot express as modelled. */
 export function swarmGaps(system: ResolvedSystem): Gap[] {
-  const gaps = singleHostGaps(system, 'swarm');
+  const gaps = singleHostGaps(system, 'swarm', { autoscaling: false });
   for (const s of system.services) {
     if (s.autoscaling) {
       gaps.push({
