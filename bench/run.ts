@@ -2,7 +2,8 @@
 /**
  * `npm run bench`: every benchmark of BENCHMARKS.md, in one run, on this machine.
  *
- *   node bench/build/run.js [--quick] [--only synth,accept,pipeline,backlog,prefetch,db,profile] [--no-doc]
+ *   node bench/build/run.js [--quick] [--only synth,accept,pipeline,backlog,prefetch,profile] [--no-doc]
+ *                           [--db postgresql|sqlite|mongodb://…]
  *
  * Prints each figure as it is measured, then the tables; writes bench/results/<date>[-quick].json and .md.
  * A full run of every part also rewrites the results section of BENCHMARKS.md (between its markers).
@@ -15,30 +16,62 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderMarkdown, type Results } from './lib/report.js';
 import {
-  ferretDbBinary,
   installExitHandlers,
   makeWorkDir,
+  postgresBinDir,
+  redactMongoUrl,
   REPO_ROOT,
   removeDir,
-  startFerretDb,
+  startMongo,
   startRabbitMq,
   startRedis,
   stopAll,
+  type DbBackend,
+  type MongoEndpoint,
 } from './lib/servers.js';
 import { runSynthBench } from './synth.js';
 import {
-  FULL,
-  QUICK,
+  dropDatabases,
   runAccept,
   runBacklog,
-  runDb,
   runPipeline,
   runPrefetch,
   runProfiles,
+  sizesFor,
   type Ctx,
 } from './system.js';
 
-const PARTS = ['synth', 'accept', 'pipeline', 'backlog', 'prefetch', 'db', 'profile'] as const;
+const PARTS = ['synth', 'accept', 'pipeline', 'backlog', 'prefetch', 'profile'] as const;
+
+const HELP = `Usage: npm run bench -- [options]
+
+Every benchmark of BENCHMARKS.md in one run on this machine: prints each figure as it is measured, then the
+tables; writes bench/results/<date>[-quick].json and .md; a full run of every part rewrites the results section
+of BENCHMARKS.md. Starts its own RabbitMQ, Redis and database on 127.0.0.1 and stops exactly what it started.
+
+Options:
+  --quick          Every part on a tiny size (CI: the scripts still run; the figures mean nothing)
+  --only <parts>   Comma-separated: ${PARTS.join(', ')} (default: all)
+  --db <backend>   Where the services' MongoDB-wire database lives:
+                     postgresql  FerretDB on a throwaway PostgreSQL cluster (default when Debian's
+                                 postgresql is installed)
+                     sqlite      FerretDB on SQLite (default otherwise; small sizes, see BENCHMARKS.md)
+                     mongodb://… your own MongoDB (databases named ajb<run>-*, dropped afterwards)
+                   Also BENCH_DB in the environment.
+  --backlog-jobs <n>
+                   Size of the backlog part (default: 100000; 1000 on sqlite; 60 with --quick)
+  --no-doc         Do not rewrite BENCHMARKS.md even after a full run
+  -h, --help       Show this help`;
+
+function parseBackend(value: string | undefined): DbBackend {
+  if (value === undefined || value === '')
+    return postgresBinDir() !== undefined ? { kind: 'postgresql' } : { kind: 'sqlite' };
+  if (value === 'postgresql' || value === 'sqlite') return { kind: value };
+  if (/^mongodb(\+srv)?:\/\//.test(value)) return { kind: 'external', url: value };
+  throw new Error(
+    `--db: got ${JSON.stringify(redactMongoUrl(value))}, expected postgresql, sqlite or a mongodb:// URL`,
+  );
+}
 type Part = (typeof PARTS)[number];
 
 function version(cmd: string, args: readonly string[], re: RegExp): string {
@@ -50,7 +83,7 @@ function version(cmd: string, args: readonly string[], re: RegExp): string {
   }
 }
 
-function machine(): Results['machine'] {
+function machine(database: string): Results['machine'] {
   const osRelease = existsSync('/etc/os-release')
     ? (/^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? 'unknown')
     : 'unknown';
@@ -61,7 +94,7 @@ function machine(): Results['machine'] {
     os: `${osRelease}, Linux ${release()}`,
     node: process.version,
     rabbitmq: version('dpkg-query', ['-W', '-f', '${Version}', 'rabbitmq-server'], /^(\S+)/),
-    ferretdb: version(ferretDbBinary(), ['--version'], /version:\s*(\S+)/),
+    database,
     redis: version('redis-server', ['--version'], /v=(\S+)/),
   };
 }
@@ -72,8 +105,16 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       'no-doc': { type: 'boolean', default: false },
+      db: { type: 'string' },
+      'backlog-jobs': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const backend = parseBackend(values.db ?? process.env.BENCH_DB);
   const parts = new Set<Part>();
   for (const p of (values.only ?? PARTS.join(',')).split(',')) {
     if (!(PARTS as readonly string[]).includes(p))
@@ -84,16 +125,23 @@ async function main(): Promise<void> {
   if (values.quick) parts.delete('profile');
   installExitHandlers();
   const quick = values.quick;
-  const sizes = quick ? QUICK : FULL;
+  const backlogJobs = values['backlog-jobs'];
+  if (backlogJobs !== undefined && !/^[1-9]\d{0,7}$/.test(backlogJobs))
+    throw new Error(`--backlog-jobs: got ${JSON.stringify(backlogJobs)}, expected a whole number from 1 to 99999999`);
+  const sizes = {
+    ...sizesFor(quick, backend),
+    ...(backlogJobs !== undefined ? { backlogJobs: Number(backlogJobs) } : {}),
+  };
   const started = Date.now();
   const log = (line: string): void => {
     process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   };
   const base = makeWorkDir();
+  let external: MongoEndpoint | undefined;
   const results: Results = {
     date: new Date().toISOString(),
     quick,
-    machine: machine(),
+    machine: machine('not started'),
     sizes,
     parts: [...parts],
     durationS: 0,
@@ -101,18 +149,35 @@ async function main(): Promise<void> {
   try {
     if (parts.has('synth')) results.synth = await runSynthBench({ quick, workDir: base, log });
     if ([...parts].some((p) => p !== 'synth')) {
-      log('starting RabbitMQ, FerretDB and Redis on 127.0.0.1');
-      const [rabbit, ferret, redis] = await Promise.all([startRabbitMq(base), startFerretDb(base), startRedis(base)]);
-      const ctx: Ctx = { sizes, base, servers: { rabbit, ferret, redis }, log };
-      log('servers up');
+      log(`starting RabbitMQ, Redis and the database (${backend.kind}) on 127.0.0.1`);
+      const [rabbit, mongo, redis] = await Promise.all([
+        startRabbitMq(base),
+        startMongo(base, backend),
+        startRedis(base),
+      ]);
+      external = backend.kind === 'external' ? mongo : undefined;
+      results.machine = machine(mongo.label);
+      const ctx: Ctx = {
+        sizes,
+        base,
+        servers: { rabbit, mongo, redis },
+        dbPrefix: `ajb${Date.now().toString(36)}-`,
+        log,
+      };
+      log(`servers up; database: ${mongo.label}`);
       if (parts.has('accept')) results.accept = await runAccept(ctx);
       if (parts.has('pipeline')) results.pipeline = await runPipeline(ctx);
       if (parts.has('prefetch')) results.prefetch = await runPrefetch(ctx);
-      if (parts.has('db')) results.db = await runDb(ctx);
       if (parts.has('backlog')) results.backlog = await runBacklog(ctx);
       if (parts.has('profile')) results.profiles = await runProfiles(ctx);
+    } else {
+      results.machine = machine('not used');
     }
   } finally {
+    if (external !== undefined)
+      await dropDatabases(external.url).catch((err: unknown) =>
+        log(`could not drop the run's databases: ${String(err)}`),
+      );
     await stopAll();
     removeDir(base);
   }

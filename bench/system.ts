@@ -24,6 +24,9 @@ import {
   startService,
   stopChild,
   waitForHttp,
+  withDatabase,
+  type DbBackend,
+  type MongoEndpoint,
   type Running,
   type ServiceProcess,
 } from './lib/servers.js';
@@ -41,26 +44,27 @@ export interface Sizes {
   readonly bullJobs: number;
   readonly backlogJobs: number;
   readonly prefetchJobs: number;
-  readonly dbOps: number;
   readonly profileDurationS: number;
 }
 
-/**
- * Sizes of a full run. The database-bound parts are small because FerretDB on SQLite runs the services' updates
- * at tens of jobs per second (BENCHMARKS.md explains why); 100,000 jobs would drain for hours.
- */
+/** Sizes of a full run: the issue's 100,000-job backlog on any backend that drains it in minutes. */
 export const FULL: Sizes = {
   reps: 3,
   acceptDurationS: 8,
-  pipelineJobs: 150,
+  pipelineJobs: 1000,
   halfDurationS: 8,
   rawJobs: 20_000,
   bullJobs: 10_000,
-  backlogJobs: 1000,
-  prefetchJobs: 200,
-  dbOps: 500,
+  backlogJobs: 100_000,
+  prefetchJobs: 2000,
   profileDurationS: 8,
 };
+
+/**
+ * FerretDB on SQLite runs the services' updates at tens of jobs per second, slower as the collection grows
+ * (BENCHMARKS.md explains why): 100,000 jobs would drain for hours, so a full run on it uses small sizes.
+ */
+export const FULL_SQLITE: Sizes = { ...FULL, pipelineJobs: 150, backlogJobs: 1000, prefetchJobs: 200 };
 
 export const QUICK: Sizes = {
   reps: 1,
@@ -69,15 +73,19 @@ export const QUICK: Sizes = {
   halfDurationS: 2,
   rawJobs: 2000,
   bullJobs: 1000,
-  backlogJobs: 60,
-  prefetchJobs: 30,
-  dbOps: 50,
+  backlogJobs: 200,
+  prefetchJobs: 200,
   profileDurationS: 0,
 };
 
+export function sizesFor(quick: boolean, backend: DbBackend): Sizes {
+  if (quick) return QUICK;
+  return backend.kind === 'sqlite' ? FULL_SQLITE : FULL;
+}
+
 export interface Servers {
   readonly rabbit: Running;
-  readonly ferret: Running;
+  readonly mongo: MongoEndpoint;
   readonly redis: Running & { readonly port: number };
 }
 
@@ -85,7 +93,29 @@ export interface Ctx {
   readonly sizes: Sizes;
   readonly base: string;
   readonly servers: Servers;
+  /** Prefixed to every database name, so runs against a shared MongoDB never meet (and can be dropped after). */
+  readonly dbPrefix: string;
   readonly log: (line: string) => void;
+}
+
+/** Every database name this run used, for dropping them from an external MongoDB afterwards. */
+export const usedDatabases = new Set<string>();
+
+function dbName(ctx: Ctx, db: string): string {
+  const name = `${ctx.dbPrefix}${db}`;
+  usedDatabases.add(name);
+  return name;
+}
+
+/** Drops the run's databases (only worth doing on a MongoDB that outlives the run). */
+export async function dropDatabases(url: string): Promise<void> {
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000 });
+  try {
+    await client.connect();
+    for (const name of usedDatabases) await client.db(name).dropDatabase();
+  } finally {
+    await client.close();
+  }
 }
 
 /** The job document the producer writes (services/src/shared/jobs.ts), for seeding backlogs directly. */
@@ -135,17 +165,17 @@ function newJobDoc(now: Date, publishedAt: Date | null): JobDoc {
 function serviceEnv(ctx: Ctx, name: string, extra: Record<string, string> = {}, db = name): Record<string, string> {
   return {
     AMQP_URL: ctx.servers.rabbit.url,
-    MONGO_URL: `${ctx.servers.ferret.url}/${db}`,
+    MONGO_URL: withDatabase(ctx.servers.mongo.url, dbName(ctx, db)),
     QUEUE_PREFIX: name,
     ...extra,
   };
 }
 
 async function withMongo<T>(ctx: Ctx, db: string, fn: (jobs: Collection<JobDoc>) => Promise<T>): Promise<T> {
-  const client = new MongoClient(ctx.servers.ferret.url, { serverSelectionTimeoutMS: 5000 });
+  const client = new MongoClient(ctx.servers.mongo.url, { serverSelectionTimeoutMS: 5000 });
   try {
     await client.connect();
-    return await fn(client.db(db).collection<JobDoc>('jobs'));
+    return await fn(client.db(dbName(ctx, db)).collection<JobDoc>('jobs'));
   } finally {
     await client.close();
   }
@@ -175,6 +205,14 @@ async function jobLatencies(
   });
 }
 
+/** Seconds the processes spent in MongoDB round trips so far (driver command monitoring, all commands). */
+async function dbSeconds(procs: readonly ServiceProcess[]): Promise<number> {
+  const sums = await Promise.all(
+    procs.map((p) => scrapeCounter(`${p.url}/metrics`, 'mongodb_command_duration_seconds_sum', {})),
+  );
+  return sums.reduce((a, b) => a + b, 0);
+}
+
 function succeeded(consumers: readonly ServiceProcess[]): () => Promise<number> {
   return async () => {
     const counts = await Promise.all(
@@ -202,8 +240,13 @@ export interface AcceptResults {
     readonly constantP50Ms: Summary;
     readonly constantP99Ms: Summary;
   };
-  /** Means from the producer's own /metrics over the whole part. */
-  readonly producerMetrics: { readonly httpMeanMs: number; readonly publishConfirmMeanMs: number };
+  /** Means from the producer's own /metrics over the whole part (warm-up included). */
+  readonly producerMetrics: {
+    readonly httpMeanMs: number;
+    readonly publishConfirmMeanMs: number;
+    /** MongoDB round-trip time per POST /v1/jobs (every command the producer sent, ÷ requests). */
+    readonly dbMsPerRequest: number;
+  };
 }
 
 async function startConstant(ctx: Ctx): Promise<{ url: string; stop(): Promise<void> }> {
@@ -265,6 +308,9 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
       publishConfirmMeanMs: await scrapeHistogramMeanMs(metricsUrl, 'job_publish_duration_seconds', {
         outcome: 'confirmed',
       }),
+      dbMsPerRequest:
+        ((await dbSeconds([producer])) * 1000) /
+        Math.max(1, await scrapeCounter(metricsUrl, 'http_request_duration_seconds_count', { route: '/v1/jobs' })),
     };
     return {
       connections: CONNECTIONS,
@@ -515,6 +561,8 @@ interface Drain {
   /** RSS of each consumer once ready, before the drain: peak − ready shows whether memory grows with the backlog. */
   readonly readyRssMiB: readonly number[];
   readonly seconds: number;
+  /** The consumers' MongoDB round-trip time per job during the drain (driver command monitoring). */
+  readonly dbMsPerJob: number;
 }
 
 async function drain(
@@ -535,11 +583,19 @@ async function drain(
   const samplers = procs.map((p) => sampleMemory(p.pid));
   try {
     const read = succeeded(procs);
+    const db0 = await dbSeconds(procs);
     const c0 = await read();
     const t0 = Date.now();
     const t1 = await waitForCount(read, jobs, 120_000 + jobs * 500, 200);
     const seconds = (t1 - t0) / 1000;
-    return { jobsPerSecond: (jobs - c0) / seconds, peakRssMiB: samplers.map((s) => s.stop()), readyRssMiB, seconds };
+    const dbMsPerJob = (((await dbSeconds(procs)) - db0) * 1000) / Math.max(1, jobs - c0);
+    return {
+      jobsPerSecond: (jobs - c0) / seconds,
+      peakRssMiB: samplers.map((s) => s.stop()),
+      readyRssMiB,
+      seconds,
+      dbMsPerJob,
+    };
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
   }
@@ -563,7 +619,7 @@ export async function runBacklog(ctx: Ctx): Promise<BacklogResults> {
     ctx.log(`backlog: seeded ${ctx.sizes.backlogJobs} jobs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
     const d = await drain(ctx, name, ctx.sizes.backlogJobs, consumers, { PREFETCH: '10', CONCURRENCY: '10' });
     ctx.log(
-      `backlog: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, peak RSS ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
+      `backlog: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, ${d.dbMsPerJob.toFixed(2)} ms in MongoDB per job, peak RSS ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
     );
     runs.push({ consumers, ...d });
   }
@@ -581,6 +637,8 @@ export interface PrefetchResults {
     readonly prefetch: number;
     readonly jobsPerSecond: Summary;
     readonly vsDefault: Summary;
+    /** The consumer's MongoDB round-trip ms per job. */
+    readonly dbMsPerJob: Summary;
   }[];
 }
 
@@ -589,9 +647,10 @@ export async function runPrefetch(ctx: Ctx): Promise<PrefetchResults> {
   const name = 'prefetch';
   await declareTopology(ctx, name);
   const samples = new Map<number, number[]>(values.map((v) => [v, []]));
+  const dbMs = new Map<number, number[]>(values.map((v) => [v, []]));
   for (let r = 0; r < ctx.sizes.reps; r++) {
     for (const p of values) {
-      // A fresh collection per drain: on FerretDB/SQLite every update gets slower as the collection grows.
+      // A fresh collection per drain, so every value starts from the same collection size.
       const db = `prefetch-${p}-${r}`;
       await seedBacklog(ctx, name, ctx.sizes.prefetchJobs, db);
       const d = await drain(
@@ -604,7 +663,10 @@ export async function runPrefetch(ctx: Ctx): Promise<PrefetchResults> {
         db,
       );
       samples.get(p)?.push(d.jobsPerSecond);
-      ctx.log(`prefetch ${p} rep ${r + 1}: ${d.jobsPerSecond.toFixed(0)} jobs/s`);
+      dbMs.get(p)?.push(d.dbMsPerJob);
+      ctx.log(
+        `prefetch ${p} rep ${r + 1}: ${d.jobsPerSecond.toFixed(0)} jobs/s, ${d.dbMsPerJob.toFixed(2)} ms in MongoDB per job`,
+      );
     }
   }
   const base = samples.get(10) ?? [];
@@ -614,99 +676,9 @@ export async function runPrefetch(ctx: Ctx): Promise<PrefetchResults> {
       prefetch: p,
       jobsPerSecond: summarize(samples.get(p) ?? []),
       vsDefault: ratios(samples.get(p) ?? [], base),
+      dbMsPerJob: summarize(dbMs.get(p) ?? []),
     })),
   };
-}
-
-// ─── Database share ──────────────────────────────────────────────────────────────────────────────────────────
-
-export interface DbResults {
-  readonly jobs: number;
-  /** p50 ms of each operation, sequential, one client, no other load. */
-  readonly opsP50Ms: Readonly<Record<'insert' | 'markPublished' | 'claim' | 'recordRun' | 'complete', number>>;
-  readonly producerMs: number;
-  readonly consumerMs: number;
-}
-
-/**
- * The services' MongoDB operations per job, replayed with the same driver and filters (services/src/shared/store.ts
- * and services/src/consumer/claims.ts) under timing wrappers.
- */
-export async function runDb(ctx: Ctx): Promise<DbResults> {
-  return withMongo(ctx, 'dbshare', async (jobs) => {
-    await jobs.createIndex({ idempotencyKey: 1 }, { name: 'idempotencyKey_unique', unique: true });
-    const t: Record<'insert' | 'markPublished' | 'claim' | 'recordRun' | 'complete', number[]> = {
-      insert: [],
-      markPublished: [],
-      claim: [],
-      recordRun: [],
-      complete: [],
-    };
-    const time = async (key: keyof typeof t, op: () => Promise<unknown>): Promise<void> => {
-      const started = process.hrtime.bigint();
-      await op();
-      t[key].push(Number(process.hrtime.bigint() - started) / 1e6);
-    };
-    for (let i = 0; i < ctx.sizes.dbOps; i++) {
-      const now = new Date();
-      const doc = newJobDoc(now, null);
-      await time('insert', () => jobs.insertOne(doc));
-      await time('markPublished', () =>
-        jobs.updateOne({ _id: doc._id, publishedAt: null }, { $set: { publishedAt: new Date() } }),
-      );
-      await time('claim', () =>
-        jobs.findOneAndUpdate(
-          {
-            _id: doc._id,
-            attempts: { $lt: 5 },
-            $or: [{ status: 'queued' }, { status: 'retrying' }, { status: 'running', leaseExpiresAt: { $lte: now } }],
-          },
-          {
-            $set: {
-              status: 'running',
-              leaseOwner: 'bench',
-              leaseExpiresAt: new Date(now.getTime() + 60_000),
-              startedAt: now,
-              updatedAt: now,
-            },
-            $inc: { attempts: 1 },
-          },
-          { returnDocument: 'after' },
-        ),
-      );
-      await time('recordRun', () => jobs.updateOne({ _id: doc._id }, { $inc: { runs: 1 } }));
-      await time('complete', () =>
-        jobs.updateOne(
-          { _id: doc._id, status: 'running', leaseOwner: 'bench' },
-          {
-            $set: {
-              status: 'succeeded',
-              result: null,
-              error: null,
-              finishedAt: new Date(),
-              updatedAt: new Date(),
-              leaseOwner: null,
-              leaseExpiresAt: null,
-            },
-          },
-        ),
-      );
-    }
-    const p = (k: keyof typeof t): number => percentile(t[k], 50);
-    const opsP50Ms = {
-      insert: p('insert'),
-      markPublished: p('markPublished'),
-      claim: p('claim'),
-      recordRun: p('recordRun'),
-      complete: p('complete'),
-    };
-    return {
-      jobs: ctx.sizes.dbOps,
-      opsP50Ms,
-      producerMs: opsP50Ms.insert + opsP50Ms.markPublished,
-      consumerMs: opsP50Ms.claim + opsP50Ms.recordRun + opsP50Ms.complete,
-    };
-  });
 }
 
 // ─── Profiles ────────────────────────────────────────────────────────────────────────────────────────────────

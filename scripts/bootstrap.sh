@@ -6,7 +6,7 @@
 #   deps        npm ci for the root and services/ when package-lock.json changed
 #   servers     RabbitMQ (Debian's rabbitmq-server) and FerretDB (built from the Go module proxy) for integration tests
 #   browser     Debian's chromium for the browser test
-#   bench       the benchmarks' npm packages and Debian's redis-server (BullMQ baseline)
+#   bench       the benchmarks' npm packages, Debian's redis-server (BullMQ baseline) and postgresql (FerretDB's backend)
 #   validators  docker-compose, yamllint, shellcheck (Debian), kubernetes-validate (PyPI) for the output checks
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,9 +68,13 @@ part_deps() {
 part_bench() {
   export PATH="$tools/node_modules/.bin:$PATH"
   ci_if_needed "$root/bench"
-  apt_install redis-server
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
-    systemctl stop redis-server || true
+  # PostgreSQL: the backend of the FerretDB the benchmarks use by default (bench/lib/servers.ts starts its own
+  # throwaway cluster; the package's default one is not used).
+  apt_install redis-server postgresql
+  if command -v systemctl >/dev/null 2>&1; then
+    for unit in redis-server postgresql; do
+      systemctl is-active --quiet "$unit" 2>/dev/null && { systemctl stop "$unit" || true; }
+    done
   fi
 }
 

@@ -2,7 +2,6 @@ import type { SynthResults } from '../synth.js';
 import type {
   AcceptResults,
   BacklogResults,
-  DbResults,
   PipelineResults,
   PrefetchResults,
   ProfileResults,
@@ -22,7 +21,8 @@ export interface Results {
     readonly os: string;
     readonly node: string;
     readonly rabbitmq: string;
-    readonly ferretdb: string;
+    /** What served the MongoDB wire protocol, e.g. "FerretDB v1.24.2 on PostgreSQL 15.18". */
+    readonly database: string;
     readonly redis: string;
   };
   sizes: Sizes;
@@ -33,11 +33,12 @@ export interface Results {
   pipeline?: PipelineResults;
   backlog?: BacklogResults;
   prefetch?: PrefetchResults;
-  db?: DbResults;
   profiles?: ProfileResults;
 }
 
 const verdict = (ok: boolean): string => (ok ? '**met**' : '**missed**');
+const share = (part: number, whole: number): string =>
+  Number.isFinite(part) && whole > 0 ? `${Math.min(100, (part * 100) / whole).toFixed(0)}%` : 'n/a';
 const x = (s: Summary): string => `${fmt(s, 2)}×`;
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -116,7 +117,8 @@ function acceptSection(a: AcceptResults): string {
       ],
     ),
     '',
-    `Producer /metrics over the whole part: mean request ${a.producerMetrics.httpMeanMs.toFixed(2)} ms, of which mean publish-to-confirm ${a.producerMetrics.publishConfirmMeanMs.toFixed(2)} ms.`,
+    `Producer /metrics over the whole part: mean request ${a.producerMetrics.httpMeanMs.toFixed(2)} ms, of which MongoDB round trips ${a.producerMetrics.dbMsPerRequest.toFixed(2)} ms ` +
+      `(${share(a.producerMetrics.dbMsPerRequest, a.producerMetrics.httpMeanMs)}) and publish-to-confirm ${a.producerMetrics.publishConfirmMeanMs.toFixed(2)} ms.`,
   ].join('\n');
 }
 
@@ -154,11 +156,19 @@ function backlogSection(b: BacklogResults): string {
     `Drain ${b.jobs.toLocaleString('en-US')} queued no-op jobs (seeded directly in MongoDB and RabbitMQ), prefetch ${b.prefetch}; peak RSS = max of VmHWM and sampled VmRSS from /proc/<pid>/status.`,
     '',
     table(
-      ['Consumers', 'jobs/s', 'drain time, s', 'RSS when ready → peak, per consumer, MiB', 'Target < 256 MiB'],
+      [
+        'Consumers',
+        'jobs/s',
+        'drain time, s',
+        'MongoDB ms per job',
+        'RSS when ready → peak, per consumer, MiB',
+        'Target < 256 MiB',
+      ],
       b.runs.map((r) => [
         String(r.consumers),
         r.jobsPerSecond.toFixed(1),
         r.seconds.toFixed(1),
+        r.dbMsPerJob.toFixed(2),
         r.peakRssMiB.map((m, i) => `${(r.readyRssMiB[i] ?? Number.NaN).toFixed(0)} → ${m.toFixed(0)}`).join(', '),
         verdict(r.peakRssMiB.every((m) => m < 256)),
       ]),
@@ -175,36 +185,38 @@ function prefetchSection(p: PrefetchResults): string {
     `One consumer drains ${p.jobs.toLocaleString('en-US')} queued no-op jobs; CONCURRENCY = PREFETCH.`,
     '',
     table(
-      ['PREFETCH', 'jobs/s, median (min–max)', 'vs prefetch 10'],
-      p.values.map((v) => [String(v.prefetch), fmt(v.jobsPerSecond, 1), x(v.vsDefault)]),
+      ['PREFETCH', 'jobs/s, median (min–max)', 'vs prefetch 10', 'MongoDB ms per job'],
+      p.values.map((v) => [String(v.prefetch), fmt(v.jobsPerSecond, 1), x(v.vsDefault), fmt(v.dbMsPerJob, 2)]),
     ),
   ].join('\n');
 }
 
-function dbSection(d: DbResults, r: Results): string {
-  const rows: string[][] = Object.entries(d.opsP50Ms).map(([op, ms]) => [op, ms.toFixed(2)]);
-  const lines = [
-    '### Time spent in the database',
-    '',
-    `The services' MongoDB operations per job, replayed ${d.jobs} times with the same driver and filters, one at a time, on the same FerretDB:`,
-    '',
-    table(['Operation', 'p50 ms'], rows),
-    '',
-  ];
-  const acceptP50 = r.accept?.half.producerP50Ms.median;
-  if (acceptP50 !== undefined) {
+/**
+ * How much of a request's and a job's time is MongoDB round trips, from the services' own
+ * `mongodb_command_duration_seconds` (driver command monitoring) in the runs above.
+ */
+function dbSection(r: Results): string | undefined {
+  const lines = ['### Time spent in the database', ''];
+  const pm = r.accept?.producerMetrics;
+  if (pm !== undefined) {
     lines.push(
-      `- Producer: insert + markPublished = ${d.producerMs.toFixed(2)} ms of a ${acceptP50.toFixed(0)} ms p50 request at half saturation (${((d.producerMs * 100) / Math.max(acceptP50, d.producerMs)).toFixed(0)}%; autocannon reports whole milliseconds).`,
+      `- Producer: ${pm.dbMsPerRequest.toFixed(2)} ms of MongoDB round trips per \`POST /v1/jobs\` (insert + publication record) of a ${pm.httpMeanMs.toFixed(2)} ms mean request: ${share(pm.dbMsPerRequest, pm.httpMeanMs)}.`,
     );
   }
-  const p1 = r.prefetch?.values.find((v) => v.prefetch === 1)?.jobsPerSecond.median;
+  const p1 = r.prefetch?.values.find((v) => v.prefetch === 1);
   if (p1 !== undefined) {
-    const perJob = 1000 / p1;
+    const perJob = 1000 / p1.jobsPerSecond.median;
     lines.push(
-      `- Consumer: claim + recordRun + complete = ${d.consumerMs.toFixed(2)} ms of the ${perJob.toFixed(2)} ms each job takes with prefetch 1 (one job at a time): ${((d.consumerMs * 100) / perJob).toFixed(0)}%.`,
+      `- Consumer, one job at a time (prefetch 1): ${p1.dbMsPerJob.median.toFixed(2)} ms of MongoDB round trips (claim + complete) of the ${perJob.toFixed(2)} ms each job takes: ${share(p1.dbMsPerJob.median, perJob)}.`,
     );
   }
-  return lines.join('\n');
+  const b = r.backlog?.runs[0];
+  if (b !== undefined && r.backlog !== undefined) {
+    lines.push(
+      `- Consumer draining ${r.backlog.jobs.toLocaleString('en-US')} jobs (prefetch ${r.backlog.prefetch}, one consumer): ${b.dbMsPerJob.toFixed(2)} ms of MongoDB round trips per job; with ${r.backlog.prefetch} jobs in flight a job is done every ${(1000 / b.jobsPerSecond).toFixed(2)} ms.`,
+    );
+  }
+  return lines.length > 2 ? lines.join('\n') : undefined;
 }
 
 function profileTable(title: string, p: ProfileSummary): string {
@@ -228,7 +240,7 @@ export function renderMarkdown(r: Results): string {
   const parts = [
     `## Results of ${r.date.slice(0, 10)}${r.quick ? ' (quick mode: sizes too small to mean anything)' : ''}`,
     '',
-    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.os}; Node ${m.node}; RabbitMQ ${m.rabbitmq}; FerretDB ${m.ferretdb} (SQLite); Redis ${m.redis}. ` +
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.os}; Node ${m.node}; RabbitMQ ${m.rabbitmq}; database: ${m.database}; Redis ${m.redis}. ` +
       `Every server and process on this one machine. Run time ${(r.durationS / 60).toFixed(1)} min.`,
   ];
   if (r.synth) parts.push('', synthSection(r.synth));
@@ -236,7 +248,8 @@ export function renderMarkdown(r: Results): string {
   if (r.pipeline) parts.push('', pipelineSection(r.pipeline));
   if (r.backlog) parts.push('', backlogSection(r.backlog));
   if (r.prefetch) parts.push('', prefetchSection(r.prefetch));
-  if (r.db) parts.push('', dbSection(r.db, r));
+  const db = dbSection(r);
+  if (db !== undefined) parts.push('', db);
   if (r.profiles) {
     parts.push(
       '',

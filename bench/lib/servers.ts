@@ -1,9 +1,11 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
+  chownSync,
   createWriteStream,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   realpathSync,
   rmSync,
@@ -111,7 +113,7 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
 export function launch(
   command: string,
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; logFile: string },
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; logFile: string; user?: SystemUser },
 ): ChildProcess {
   const out = createWriteStream(options.logFile, { flags: 'a' });
   const child = spawn(command, args, {
@@ -119,6 +121,7 @@ export function launch(
     cwd: options.cwd,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.user !== undefined ? { uid: options.user.uid, gid: options.user.gid } : {}),
   });
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
@@ -182,15 +185,191 @@ export function ferretDbBinary(): string {
   );
 }
 
-export async function startFerretDb(base: string): Promise<Running> {
+/** The database behind the MongoDB wire protocol: FerretDB on SQLite or on PostgreSQL, or a MongoDB of the user's. */
+export type DbBackend =
+  { readonly kind: 'sqlite' } | { readonly kind: 'postgresql' } | { readonly kind: 'external'; readonly url: string };
+
+/** A MongoDB-wire endpoint (no database in the URL) and what it is, for the report. */
+export interface MongoEndpoint {
+  readonly url: string;
+  readonly label: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * `url` with its database path replaced by `db`, keeping credentials, hosts and options
+ * (`mongodb://u:p@h1,h2/admin?authSource=admin` → `mongodb://u:p@h1,h2/<db>?authSource=admin`).
+ */
+export function withDatabase(url: string, db: string): string {
+  const m = /^(mongodb(?:\+srv)?:\/\/)([^/?]*)(\/[^?]*)?(\?.*)?$/.exec(url);
+  if (m === null)
+    throw new Error(
+      `MongoDB URL: got ${JSON.stringify(url)}, expected mongodb://[user:pass@]host[:port][/db][?options]`,
+    );
+  return `${m[1]}${m[2]}/${encodeURIComponent(db)}${m[4] ?? ''}`;
+}
+
+/** The URL with any password replaced, for logs and reports. */
+export function redactMongoUrl(url: string): string {
+  return url.replace(/^(mongodb(?:\+srv)?:\/\/[^:/@]+:)[^@]*@/, '$1***@');
+}
+
+export interface SystemUser {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** Newest `/usr/lib/postgresql/<major>/bin` with a `postgres` server binary (Debian's postgresql package). */
+export function postgresBinDir(): string | undefined {
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  const majors = readdirSync(root)
+    .filter((d) => /^\d+$/.test(d) && existsSync(join(root, d, 'bin', 'postgres')))
+    .sort((a, b) => Number(b) - Number(a));
+  return majors[0] === undefined ? undefined : join(root, majors[0], 'bin');
+}
+
+/** PostgreSQL refuses to run as root: as root, run it as Debian's `postgres` system user. */
+function postgresUser(): SystemUser | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const id = (flag: string): number => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+  try {
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    throw new Error(
+      'PostgreSQL: running as root and there is no `postgres` user to run the server as (install postgresql)',
+    );
+  }
+}
+
+/**
+ * A throwaway PostgreSQL cluster on 127.0.0.1 for FerretDB's postgresql backend: trust auth on loopback only,
+ * unix socket in its own directory, `synchronous_commit=off` (the WAL is flushed every 200 ms, not per commit:
+ * the same durability window as MongoDB's default journal commit interval for w:1 writes without j:true).
+ */
+export async function startPostgres(base: string): Promise<Running & { port: number }> {
+  const bin = postgresBinDir();
+  if (bin === undefined)
+    throw new Error(
+      "PostgreSQL: got no /usr/lib/postgresql/<major>/bin/postgres, expected Debian's postgresql package (scripts/bootstrap.sh bench installs it)",
+    );
+  const user = postgresUser();
+  // The run's temp base is private to the caller; the server's user needs a directory of its own.
+  const dir = user === undefined ? join(base, 'postgresql') : mkdtempSync(join(tmpdir(), 'aj-bench-pg-'));
+  mkdirSync(dir, { recursive: true });
+  if (user !== undefined) chownSync(dir, user.uid, user.gid);
+  const data = join(dir, 'data');
+  const init = spawnSync(
+    join(bin, 'initdb'),
+    ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync'],
+    {
+      encoding: 'utf8',
+      timeout: 120_000,
+      cwd: dir,
+      ...(user !== undefined ? { uid: user.uid, gid: user.gid } : {}),
+    },
+  );
+  if (init.status !== 0)
+    throw new Error(`PostgreSQL initdb exited ${init.status ?? init.signal}: ${init.stderr || init.stdout}`);
+  const port = await freePort();
+  const child = launch(
+    join(bin, 'postgres'),
+    [
+      '-D',
+      data,
+      '-p',
+      String(port),
+      '-k',
+      dir,
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'shared_buffers=512MB',
+      '-c',
+      'max_connections=200',
+    ],
+    { cwd: dir, logFile: join(base, 'postgresql.log'), ...(user !== undefined ? { user } : {}) },
+  );
+  await waitForTcp(port, 60_000, alive(child));
+  const create = spawnSync(
+    join(bin, 'createdb'),
+    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'ferretdb'],
+    {
+      encoding: 'utf8',
+      timeout: 30_000,
+    },
+  );
+  if (create.status !== 0) {
+    // The socket may accept before the server takes connections: one retry after a short wait.
+    await sleep(1000);
+    const again = spawnSync(
+      join(bin, 'createdb'),
+      ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'ferretdb'],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    if (again.status !== 0)
+      throw new Error(`PostgreSQL createdb exited ${again.status ?? again.signal}: ${again.stderr}`);
+  }
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/ferretdb`,
+    port,
+    child,
+    dir,
+    stop: async () => {
+      await stopChild(child, 20_000);
+      if (user !== undefined) removeDir(dir);
+    },
+  };
+}
+
+/** FerretDB on the given backend, or the user's own MongoDB (`external`), as a {@link MongoEndpoint}. */
+export async function startMongo(base: string, backend: DbBackend): Promise<MongoEndpoint> {
+  if (backend.kind === 'external') {
+    withDatabase(backend.url, 'check'); // fails early on a URL the services could not use either
+    return {
+      url: backend.url,
+      label: `external MongoDB at ${redactMongoUrl(backend.url)}`,
+      stop: async () => undefined,
+    };
+  }
+  const version = ferretVersion();
+  if (backend.kind === 'sqlite') {
+    const ferret = await startFerretDb(base, ['--handler=sqlite', `--sqlite-url=file:${join(base, 'ferretdb')}/`]);
+    return { url: ferret.url, label: `FerretDB ${version} on SQLite`, stop: ferret.stop };
+  }
+  const pg = await startPostgres(base);
+  const pgVersion = spawnSync(join(postgresBinDir() ?? '', 'postgres'), ['--version'], { encoding: 'utf8' })
+    .stdout.trim()
+    .replace(/^postgres \(PostgreSQL\) /, '');
+  const ferret = await startFerretDb(base, ['--handler=postgresql', `--postgresql-url=${pg.url}`]);
+  return {
+    url: ferret.url,
+    label: `FerretDB ${version} on PostgreSQL ${pgVersion}`,
+    stop: async () => {
+      await ferret.stop();
+      await pg.stop();
+    },
+  };
+}
+
+function ferretVersion(): string {
+  const out = spawnSync(ferretDbBinary(), ['--version'], { encoding: 'utf8', timeout: 10_000 }).stdout;
+  return /version:\s*(\S+)/.exec(out)?.[1] ?? 'unknown';
+}
+
+async function startFerretDb(base: string, backendArgs: readonly string[]): Promise<Running> {
   const dir = join(base, 'ferretdb');
-  mkdirSync(dir);
+  mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const child = launch(
     ferretDbBinary(),
     [
-      '--handler=sqlite',
-      `--sqlite-url=file:${dir}/`,
+      ...backendArgs,
       `--state-dir=${dir}`,
       `--listen-addr=127.0.0.1:${port}`,
       '--debug-addr=-',

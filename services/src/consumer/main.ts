@@ -45,7 +45,10 @@ async function main(): Promise<void> {
 
   let mongo;
   try {
-    mongo = await connectMongo(config.mongoUrl, config.mongoDatabase, logger, 'async-jobs-consumer', startup.signal);
+    mongo = await connectMongo(config.mongoUrl, config.mongoDatabase, logger, 'async-jobs-consumer', {
+      signal: startup.signal,
+      metrics: metrics.registry,
+    });
   } catch {
     await health.close();
     logger.info('stopped before MongoDB was reachable');

@@ -1,6 +1,7 @@
 import { loadConfigOrExit } from '../shared/process';
 import { redactUrl } from '../shared/config';
 import { createLogger } from '../shared/logger';
+import { Registry } from 'prom-client';
 import { openMongo } from '../shared/mongo';
 import { HandlerRegistry } from '../shared/registry';
 import { MongoJobStore } from '../shared/store';
@@ -38,11 +39,15 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 
   // Listen before MongoDB answers: /healthz is up, /readyz and the API answer 503 until it does.
-  const mongo = openMongo(config.mongoUrl, config.mongoDatabase, logger, 'async-jobs-producer', startup.signal);
+  const metricsRegistry = new Registry();
+  const mongo = openMongo(config.mongoUrl, config.mongoDatabase, logger, 'async-jobs-producer', {
+    signal: startup.signal,
+    metrics: metricsRegistry,
+  });
   mongo.ready.catch((err: Error) => logger.info({ err: err.message }, 'stopped connecting to MongoDB'));
   const store = new MongoJobStore(mongo.db);
   const registry = HandlerRegistry.create({ enableTestHandlers: config.enableTestHandlers });
-  const metrics = new ProducerMetrics(store, { defaultMetrics: true });
+  const metrics = new ProducerMetrics(store, { defaultMetrics: true, registry: metricsRegistry });
   const app = buildApp({
     store,
     publisher,

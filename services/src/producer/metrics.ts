@@ -4,14 +4,15 @@ import type { JobStore } from '../shared/store';
 
 /** One registry per app instance (not prom-client's global one), so tests can build several apps. */
 export class ProducerMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry;
   readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
   readonly submissions: Counter<'outcome'>;
   readonly publishDuration: Histogram<'outcome'>;
   readonly outboxBacklog: Gauge;
 
-  constructor(store: JobStore, options: { readonly defaultMetrics?: boolean } = {}) {
+  constructor(store: JobStore, options: { readonly defaultMetrics?: boolean; readonly registry?: Registry } = {}) {
+    this.registry = options.registry ?? new Registry();
     const registers = [this.registry];
     if (options.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
     this.httpRequests = new Counter({

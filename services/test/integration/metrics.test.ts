@@ -1,0 +1,77 @@
+import { createContext, describeIntegration, integrationEnv, spawnService, type TestContext } from '../helpers/context';
+import { freePort } from '../helpers/servers';
+
+/** `name{labels} value` lines of a Prometheus text page for one metric, keyed by the label set. */
+function samples(page: string, metric: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of page.split('\n')) {
+    if (!line.startsWith(`${metric}{`)) continue;
+    const close = line.lastIndexOf('}');
+    out.set(line.slice(metric.length + 1, close), Number(line.slice(close + 1).trim()));
+  }
+  return out;
+}
+
+async function scrape(port: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+describeIntegration('MongoDB command round trips on /metrics of the real processes', () => {
+  let ctx: TestContext;
+
+  beforeAll(async () => {
+    const env = integrationEnv();
+    if (env === undefined) throw new Error('unreachable: suite runs only with servers');
+    ctx = await createContext('metrics', env);
+  });
+
+  afterAll(async () => {
+    await ctx?.close();
+  });
+
+  it('counts the consumer claim (findAndModify) and completing update of every job it runs', async () => {
+    const port = await freePort();
+    await ctx.startConsumer({ PORT: String(port) });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await ctx.submit('noop', {})).body.id as string);
+    await ctx.waitForJobs(ids, ['succeeded'], 20_000);
+    const page = await scrape(port);
+    const counts = samples(page, 'mongodb_command_duration_seconds_count');
+    expect(counts.get('command="findAndModify",outcome="succeeded"')).toBeGreaterThanOrEqual(3);
+    // complete: one conditional update per job on the happy path.
+    expect(counts.get('command="update",outcome="succeeded"')).toBeGreaterThanOrEqual(3);
+    const sums = samples(page, 'mongodb_command_duration_seconds_sum');
+    expect(sums.get('command="findAndModify",outcome="succeeded"')).toBeGreaterThan(0);
+  });
+
+  it('counts the producer insert of a job submitted over HTTP', async () => {
+    const port = await freePort();
+    const producer = spawnService('producer', {
+      AMQP_URL: ctx.amqpUrl,
+      MONGO_URL: ctx.mongoUrl,
+      QUEUE_PREFIX: ctx.prefix,
+      PORT: String(port),
+    });
+    try {
+      await producer.waitForLine((l) => typeof l.msg === 'string' && l.msg.includes('listening'), 30_000);
+      let status = 0;
+      for (let i = 0; i < 100 && status !== 202; i++) {
+        const res = await fetch(`http://127.0.0.1:${port}/v1/jobs`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': `metrics-${i}` },
+          body: JSON.stringify({ type: 'noop', input: {} }),
+        });
+        status = res.status;
+        if (status !== 202) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).toBe(202);
+      const counts = samples(await scrape(port), 'mongodb_command_duration_seconds_count');
+      expect(counts.get('command="insert",outcome="succeeded"')).toBeGreaterThanOrEqual(1);
+    } finally {
+      producer.kill('SIGTERM');
+      await producer.exited;
+    }
+  });
+});
