@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   };
   const base = makeWorkDir();
-  let external: MongoEndpoint | undefined;
+  let database: MongoEndpoint | undefined;
   const results: Results = {
     date: new Date().toISOString(),
     quick,
@@ -155,7 +155,7 @@ async function main(): Promise<void> {
         startMongo(base, backend),
         startRedis(base),
       ]);
-      external = backend.kind === 'external' ? mongo : undefined;
+      database = mongo;
       results.machine = machine(mongo.label);
       const ctx: Ctx = {
         sizes,
@@ -174,10 +174,11 @@ async function main(): Promise<void> {
       results.machine = machine('not used');
     }
   } finally {
-    if (external !== undefined)
-      await dropDatabases(external.url).catch((err: unknown) =>
+    if (database !== undefined && backend.kind === 'external')
+      await dropDatabases(database.url).catch((err: unknown) =>
         log(`could not drop the run's databases: ${String(err)}`),
       );
+    await database?.stop();
     await stopAll();
     removeDir(base);
   }

@@ -5,6 +5,7 @@
 #               resolver bindings) that npm 10 installs correctly
 #   deps        npm ci for the root and services/ when package-lock.json changed
 #   servers     RabbitMQ (Debian's rabbitmq-server) and FerretDB (built from the Go module proxy) for integration tests
+#   ferretdb    only the FerretDB binary (.tools/bin/ferretdb, static); the e2e's MongoDB-wire image copies it
 #   browser     Debian's chromium for the browser test
 #   bench       the benchmarks' npm packages, Debian's redis-server (BullMQ baseline) and postgresql (FerretDB's backend)
 #   validators  docker-compose, yamllint, shellcheck (Debian), kubernetes-validate (PyPI) for the output checks
@@ -84,8 +85,15 @@ part_servers() {
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet rabbitmq-server 2>/dev/null; then
     systemctl stop rabbitmq-server || true
   fi
+  part_ferretdb
+}
+
+# FerretDB, static (CGO_ENABLED=0; its SQLite driver is pure Go), so the e2e's MongoDB-wire image can carry the
+# same binary the tests use whatever the host's libc.
+part_ferretdb() {
   local ferret="$tools/bin/ferretdb"
-  if [ ! -x "$ferret" ] || ! "$ferret" --version >/dev/null 2>&1; then
+  if [ ! -x "$ferret" ] || ! "$ferret" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION\$" ||
+    ldd "$ferret" >/dev/null 2>&1; then
     command -v go >/dev/null || apt_install golang-go
     log "building FerretDB $FERRETDB_VERSION (a few minutes on first run)"
     local work src
@@ -100,7 +108,8 @@ part_servers() {
     chmod -R u+w "$work/src"
     echo "$FERRETDB_VERSION" >"$work/src/build/version/version.txt"
     mkdir -p "$tools/bin"
-    (cd "$work/src" && go build -o "$ferret" ./cmd/ferretdb)
+    (cd "$work/src" && CGO_ENABLED=0 go build -trimpath -o "$ferret.partial" ./cmd/ferretdb)
+    mv "$ferret.partial" "$ferret"
     rm -rf "$work"
     "$ferret" --version >/dev/null
   fi
@@ -120,8 +129,8 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(node deps)
 for part in "${parts[@]}"; do
   case "$part" in
-    node | deps | servers | browser | validators | bench) "part_$part" ;;
+    node | deps | servers | ferretdb | browser | validators | bench) "part_$part" ;;
     all) part_node; part_deps; part_servers; part_browser; part_validators; part_bench ;;
-    *) log "unknown part '$part'; expected node, deps, servers, browser, validators, bench or all"; exit 2 ;;
+    *) log "unknown part '$part'; expected node, deps, servers, ferretdb, browser, validators, bench or all"; exit 2 ;;
   esac
 done

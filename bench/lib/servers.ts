@@ -29,6 +29,8 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', 
 export const BENCH_ROOT = join(REPO_ROOT, 'bench');
 
 const started = new Set<ChildProcess>();
+/** Directories outside the run's temp base (PostgreSQL's, owned by its user), removed on any exit. */
+const outsideDirs = new Set<string>();
 
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -138,6 +140,7 @@ export async function stopAll(): Promise<void> {
 export function installExitHandlers(): void {
   const killAll = (): void => {
     for (const c of started) killGroup(c, 'SIGKILL');
+    for (const d of outsideDirs) rmSync(d, { recursive: true, force: true });
   };
   process.once('exit', killAll);
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -257,7 +260,10 @@ export async function startPostgres(base: string): Promise<Running & { port: num
   // The run's temp base is private to the caller; the server's user needs a directory of its own.
   const dir = user === undefined ? join(base, 'postgresql') : mkdtempSync(join(tmpdir(), 'aj-bench-pg-'));
   mkdirSync(dir, { recursive: true });
-  if (user !== undefined) chownSync(dir, user.uid, user.gid);
+  if (user !== undefined) {
+    outsideDirs.add(dir);
+    chownSync(dir, user.uid, user.gid);
+  }
   const data = join(dir, 'data');
   const init = spawnSync(
     join(bin, 'initdb'),
@@ -288,7 +294,7 @@ export async function startPostgres(base: string): Promise<Running & { port: num
       '-c',
       'shared_buffers=512MB',
       '-c',
-      'max_connections=200',
+      'max_connections=300',
     ],
     { cwd: dir, logFile: join(base, 'postgresql.log'), ...(user !== undefined ? { user } : {}) },
   );
@@ -316,13 +322,19 @@ export async function startPostgres(base: string): Promise<Running & { port: num
       throw new Error(`PostgreSQL createdb exited ${again.status ?? again.signal}: ${again.stderr}`);
   }
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/ferretdb`,
+    // FerretDB's pgx pool defaults to max(4, CPUs) connections; an operation that needs a second connection while
+    // holding one then deadlocks once ~100 operations are in flight (seen with PREFETCH=100: the consumer hung with
+    // 100 unacked messages). A pool larger than any concurrency the bench reaches avoids it.
+    url: `postgres://postgres@127.0.0.1:${port}/ferretdb?pool_max_conns=250`,
     port,
     child,
     dir,
     stop: async () => {
       await stopChild(child, 20_000);
-      if (user !== undefined) removeDir(dir);
+      if (user !== undefined) {
+        removeDir(dir);
+        outsideDirs.delete(dir);
+      }
     },
   };
 }
