@@ -59,7 +59,8 @@ Options:
                      mongodb://… your own MongoDB (databases named ajb<run>-*, dropped afterwards)
                    Also BENCH_DB in the environment.
   --backlog-jobs <n>
-                   Size of the backlog part (default: 100000; 1000 on sqlite; 60 with --quick)
+                   Size of the backlog part (default: 100000 on a MongoDB URL, 10000 on postgresql,
+                   1000 on sqlite, 200 with --quick)
   --no-doc         Do not rewrite BENCHMARKS.md even after a full run
   -h, --help       Show this help`;
 

@@ -29,7 +29,7 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', 
 export const BENCH_ROOT = join(REPO_ROOT, 'bench');
 
 const started = new Set<ChildProcess>();
-/** Directories outside the run's temp base (PostgreSQL's, owned by its user), removed on any exit. */
+/** The run's temp base and PostgreSQL's directory (owned by its user), removed on any exit. */
 const outsideDirs = new Set<string>();
 
 export async function freePort(): Promise<number> {
@@ -163,7 +163,9 @@ function alive(c: ChildProcess): () => boolean {
 }
 
 export function makeWorkDir(): string {
-  return mkdtempSync(join(tmpdir(), 'aj-bench-'));
+  const dir = mkdtempSync(join(tmpdir(), 'aj-bench-'));
+  outsideDirs.add(dir);
+  return dir;
 }
 
 /**
@@ -346,13 +348,13 @@ export async function startMongo(base: string, backend: DbBackend): Promise<Mong
     return {
       url: backend.url,
       label: `external MongoDB at ${redactMongoUrl(backend.url)}`,
-      stop: async () => undefined,
+      stop: () => Promise.resolve(),
     };
   }
   const version = ferretVersion();
   if (backend.kind === 'sqlite') {
     const ferret = await startFerretDb(base, ['--handler=sqlite', `--sqlite-url=file:${join(base, 'ferretdb')}/`]);
-    return { url: ferret.url, label: `FerretDB ${version} on SQLite`, stop: ferret.stop };
+    return { url: ferret.url, label: `FerretDB ${version} on SQLite`, stop: () => ferret.stop() };
   }
   const pg = await startPostgres(base);
   const pgVersion = spawnSync(join(postgresBinDir() ?? '', 'postgres'), ['--version'], { encoding: 'utf8' })

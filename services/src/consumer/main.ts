@@ -34,6 +34,7 @@ async function main(): Promise<void> {
 
   const metrics = new ConsumerMetrics({ defaultMetrics: true });
   let mongoPing: () => Promise<void> = () => Promise.reject(new Error('not connected yet'));
+  // eslint-disable-next-line prefer-const -- the readiness closure below reads it before the service exists
   let service: ConsumerService | undefined;
   const health = buildHealthApp({
     logger,
@@ -41,7 +42,7 @@ async function main(): Promise<void> {
     isConsuming: () => service?.isReady() ?? false,
     pingStore: () => mongoPing(),
   });
-  await health.listen({ host: '0.0.0.0', port: config.port });
+  await health.listen({ host: config.host, port: config.port });
 
   let mongo;
   try {

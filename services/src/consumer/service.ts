@@ -37,7 +37,8 @@ const CONFIRM_TIMEOUT_MS = 10_000;
  */
 function copyProperties(msg: ConsumeMessage): Options.Publish & { headers: Record<string, unknown> } {
   const headers: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries((msg.properties.headers ?? {}) as Record<string, unknown>)) {
+  const source: Record<string, unknown> = msg.properties.headers ?? {};
+  for (const [k, v] of Object.entries(source)) {
     if (k !== 'x-death' && !k.startsWith('x-first-death') && !k.startsWith('x-last-death')) headers[k] = v;
   }
   const p = msg.properties;
@@ -49,6 +50,11 @@ function copyProperties(msg: ConsumeMessage): Options.Publish & { headers: Recor
     ...(p.type !== undefined ? { type: p.type as string } : {}),
     ...(p.timestamp !== undefined ? { timestamp: p.timestamp as number } : {}),
   };
+}
+
+function deadHeaders(msg: ConsumeMessage): Record<string, unknown> {
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- typed by copyProperties; ESLint's project service sees amqplib's Options as any here, tsc does not
+  return copyProperties(msg).headers;
 }
 
 /**
@@ -182,7 +188,7 @@ export class ConsumerService {
               msg.content,
               {
                 ...copyProperties(msg),
-                headers: { ...copyProperties(msg).headers, 'x-async-jobs-reason': reason.slice(0, 1000) },
+                headers: { ...deadHeaders(msg), 'x-async-jobs-reason': reason.slice(0, 1000) },
               },
               cb,
             ),

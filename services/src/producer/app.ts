@@ -317,7 +317,7 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    const checks: Record<string, 'ok' | string> = {};
+    const checks: Record<string, string> = {}; // 'ok' or what is wrong
     if (isShuttingDown()) checks.shutdown = 'shutting down';
     try {
       await store.ping();

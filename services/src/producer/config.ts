@@ -1,7 +1,6 @@
 import { EnvReader, readCommonConfig, type CommonConfig, type Env } from '../shared/config';
 
 export interface ProducerConfig extends CommonConfig {
-  readonly host: string;
   readonly bodyLimitBytes: number;
   readonly outboxRepublishAfterMs: number;
   readonly outboxSweepIntervalMs: number;
@@ -13,7 +12,6 @@ export function loadProducerConfig(env: Env): ProducerConfig {
   const common = readCommonConfig(reader, 8080);
   const config: ProducerConfig = {
     ...common,
-    host: reader.string('HOST', '0.0.0.0', { re: /^[A-Za-z0-9.:\-[\]]+$/, expected: 'an IP address or host name' }),
     bodyLimitBytes: reader.integer('BODY_LIMIT_BYTES', 65_536, 1024, 10 * 1024 * 1024),
     outboxRepublishAfterMs: reader.integer('OUTBOX_REPUBLISH_AFTER_MS', 5000, 100, 3_600_000),
     outboxSweepIntervalMs: reader.integer('OUTBOX_SWEEP_INTERVAL_MS', 1000, 50, 3_600_000),

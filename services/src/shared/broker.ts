@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import * as amqp from 'amqplib';
 import type { ChannelModel } from 'amqplib';
 import { backoffDelayMs, sleep } from './backoff';
@@ -124,7 +125,7 @@ export function confirmPublish(publish: (callback: (err: unknown) => void) => vo
         if (err === null || err === undefined) resolve();
         else
           reject(
-            err instanceof Error ? err : new BrokerUnavailableError(`publish nacked by the broker: ${String(err)}`),
+            err instanceof Error ? err : new BrokerUnavailableError(`publish nacked by the broker: ${inspect(err)}`),
           );
       });
     } catch (err) {

@@ -29,6 +29,8 @@ export interface CommonConfig {
   readonly logLevel: LogLevel;
   readonly queuePrefix: string;
   readonly queueType: QueueType;
+  /** Listen address of the HTTP server (the producer's API, the consumer's health and metrics). */
+  readonly host: string;
   readonly port: number;
   readonly enableTestHandlers: boolean;
 }
@@ -201,6 +203,7 @@ export function readCommonConfig(reader: EnvReader, defaultPort: number): Common
       expected: 'letters, digits, "_", "." or "-" (at most 100, starting with a letter or digit)',
     }),
     queueType: reader.oneOf<QueueType>('QUEUE_TYPE', 'classic', ['classic', 'quorum']),
+    host: reader.string('HOST', '0.0.0.0', { re: /^[A-Za-z0-9.:\-[\]]+$/, expected: 'an IP address or host name' }),
     port: reader.integer('PORT', defaultPort, 1, 65535),
     enableTestHandlers: reader.boolean('ENABLE_TEST_HANDLERS', false),
   };

@@ -93,7 +93,7 @@ export async function ensureIndexes(db: Db): Promise<void> {
   const jobs = jobsCollection(db);
   let existing: string[] = [];
   try {
-    existing = (await jobs.listIndexes().toArray()).map((i) => String(i.name));
+    existing = (await jobs.listIndexes().toArray()).map((i: { name?: unknown }) => String(i.name));
   } catch (err) {
     // 26 NamespaceNotFound: the collection does not exist yet.
     if (!(err instanceof MongoServerError && err.code === 26)) throw err;

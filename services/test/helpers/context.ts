@@ -139,6 +139,7 @@ export interface TestContext {
 }
 
 const FAST_CONSUMER_ENV: Record<string, string> = {
+  HOST: '127.0.0.1',
   LOG_LEVEL: 'info',
   ENABLE_TEST_HANDLERS: 'true',
   MAX_ATTEMPTS: '3',

@@ -52,6 +52,7 @@ describeIntegration('MongoDB command round trips on /metrics of the real process
       AMQP_URL: ctx.amqpUrl,
       MONGO_URL: ctx.mongoUrl,
       QUEUE_PREFIX: ctx.prefix,
+      HOST: '127.0.0.1',
       PORT: String(port),
     });
     try {

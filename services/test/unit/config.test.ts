@@ -91,6 +91,7 @@ describe('producer configuration', () => {
 describe('consumer configuration', () => {
   it('applies the documented defaults (CONCURRENCY defaults to PREFETCH)', () => {
     expect(loadConsumerConfig({ ...base, PREFETCH: '4' })).toMatchObject({
+      host: '0.0.0.0',
       port: 8081,
       prefetch: 4,
       concurrency: 4,
@@ -101,6 +102,13 @@ describe('consumer configuration', () => {
       drainTimeoutSeconds: 25,
       enableTestHandlers: false,
     });
+  });
+
+  it('listens where HOST says (tests and benchmarks keep it on 127.0.0.1) and rejects a malformed one', () => {
+    expect(loadConsumerConfig({ ...base, HOST: '127.0.0.1' }).host).toBe('127.0.0.1');
+    expect(problems(() => loadConsumerConfig({ ...base, HOST: 'a b' }))).toEqual([
+      'HOST: got "a b", expected an IP address or host name',
+    ]);
   });
 
   it('rejects CONCURRENCY above PREFETCH and other malformed values', () => {
