@@ -74,7 +74,7 @@ part_bench() {
   apt_install redis-server postgresql
   if command -v systemctl >/dev/null 2>&1; then
     for unit in redis-server postgresql; do
-      systemctl is-active --quiet "$unit" 2>/dev/null && { systemctl stop "$unit" || true; }
+      if systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
     done
   fi
 }
