@@ -41,6 +41,26 @@ import {
   type Ctx,
 } from './system.js';
 
+/** A bad option: printed as one line with the usage hint, exit 2. */
+class UsageError extends Error {}
+
+const OPTIONS = {
+  quick: { type: 'boolean', default: false },
+  only: { type: 'string' },
+  'no-doc': { type: 'boolean', default: false },
+  db: { type: 'string' },
+  'backlog-jobs': { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+function parseOptions(): ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>> {
+  try {
+    return parseArgs({ options: OPTIONS });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
 const PARTS = ['synth', 'accept', 'pipeline', 'backlog', 'prefetch', 'profile'] as const;
 
 const HELP = `Usage: npm run bench -- [options]
@@ -69,7 +89,7 @@ function parseBackend(value: string | undefined): DbBackend {
     return postgresBinDir() !== undefined ? { kind: 'postgresql' } : { kind: 'sqlite' };
   if (value === 'postgresql' || value === 'sqlite') return { kind: value };
   if (/^mongodb(\+srv)?:\/\//.test(value)) return { kind: 'external', url: value };
-  throw new Error(
+  throw new UsageError(
     `--db: got ${JSON.stringify(redactMongoUrl(value))}, expected postgresql, sqlite or a mongodb:// URL`,
   );
 }
@@ -101,16 +121,7 @@ function machine(database: string): Results['machine'] {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      only: { type: 'string' },
-      'no-doc': { type: 'boolean', default: false },
-      db: { type: 'string' },
-      'backlog-jobs': { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+  const { values } = parseOptions();
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return;
@@ -119,7 +130,7 @@ async function main(): Promise<void> {
   const parts = new Set<Part>();
   for (const p of (values.only ?? PARTS.join(',')).split(',')) {
     if (!(PARTS as readonly string[]).includes(p))
-      throw new Error(`--only: got ${JSON.stringify(p)}, expected some of ${PARTS.join(', ')}`);
+      throw new UsageError(`--only: got ${JSON.stringify(p)}, expected some of ${PARTS.join(', ')}`);
     parts.add(p as Part);
   }
   // Profiles are a diagnosis, not a figure: full runs only.
@@ -128,7 +139,9 @@ async function main(): Promise<void> {
   const quick = values.quick;
   const backlogJobs = values['backlog-jobs'];
   if (backlogJobs !== undefined && !/^[1-9]\d{0,7}$/.test(backlogJobs))
-    throw new Error(`--backlog-jobs: got ${JSON.stringify(backlogJobs)}, expected a whole number from 1 to 99999999`);
+    throw new UsageError(
+      `--backlog-jobs: got ${JSON.stringify(backlogJobs)}, expected a whole number from 1 to 99999999`,
+    );
   const sizes = {
     ...sizesFor(quick, backend),
     ...(backlogJobs !== undefined ? { backlogJobs: Number(backlogJobs) } : {}),
@@ -209,6 +222,10 @@ async function main(): Promise<void> {
 }
 
 main().catch(async (err: unknown) => {
+  if (err instanceof UsageError) {
+    process.stderr.write(`bench: ${err.message} (see --help)\n`);
+    process.exit(2);
+  }
   process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   await stopAll();
   process.exit(1);
