@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConsumerConfig } from '../../src/consumer/config';
@@ -57,20 +57,24 @@ describe('producer configuration', () => {
 
   it('injects passwords from env or from *_FILE (trailing newline trimmed) without echoing them', () => {
     const dir = mkdtempSync(join(tmpdir(), 'aj-cfg-'));
-    writeFileSync(join(dir, 'amqp'), 'p@ss:w/rd\n');
-    const cfg = loadProducerConfig({ ...base, AMQP_PASSWORD_FILE: join(dir, 'amqp'), MONGO_PASSWORD: 's3cr3t' });
-    expect(cfg.amqpUrl).toBe('amqp://app:p%40ss%3Aw%2Frd@rabbitmq:5672/%2F');
-    expect(cfg.mongoUrl).toBe('mongodb://app:s3cr3t@mongo:27017/jobs?authSource=admin');
-    expect(redactUrl(cfg.amqpUrl)).toBe('amqp://app:<redacted>@rabbitmq:5672/%2F');
-    expect(problems(() => loadProducerConfig({ ...base, MONGO_PASSWORD_FILE: join(dir, 'nope') }))).toEqual([
-      `MONGO_PASSWORD_FILE: got "${join(dir, 'nope')}", expected a readable file (ENOENT)`,
-    ]);
-    const both = problems(() =>
-      loadProducerConfig({ ...base, AMQP_PASSWORD: 'x', AMQP_PASSWORD_FILE: join(dir, 'amqp') }),
-    );
-    expect(both).toEqual([
-      `AMQP_PASSWORD_FILE: got "${join(dir, 'amqp')}", expected it unset because AMQP_PASSWORD is also set`,
-    ]);
+    try {
+      writeFileSync(join(dir, 'amqp'), 'p@ss:w/rd\n');
+      const cfg = loadProducerConfig({ ...base, AMQP_PASSWORD_FILE: join(dir, 'amqp'), MONGO_PASSWORD: 's3cr3t' });
+      expect(cfg.amqpUrl).toBe('amqp://app:p%40ss%3Aw%2Frd@rabbitmq:5672/%2F');
+      expect(cfg.mongoUrl).toBe('mongodb://app:s3cr3t@mongo:27017/jobs?authSource=admin');
+      expect(redactUrl(cfg.amqpUrl)).toBe('amqp://app:<redacted>@rabbitmq:5672/%2F');
+      expect(problems(() => loadProducerConfig({ ...base, MONGO_PASSWORD_FILE: join(dir, 'nope') }))).toEqual([
+        `MONGO_PASSWORD_FILE: got "${join(dir, 'nope')}", expected a readable file (ENOENT)`,
+      ]);
+      const both = problems(() =>
+        loadProducerConfig({ ...base, AMQP_PASSWORD: 'x', AMQP_PASSWORD_FILE: join(dir, 'amqp') }),
+      );
+      expect(both).toEqual([
+        `AMQP_PASSWORD_FILE: got "${join(dir, 'amqp')}", expected it unset because AMQP_PASSWORD is also set`,
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('never prints a password that is part of a malformed URL', () => {
