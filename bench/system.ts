@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import { Queue } from 'bullmq';
-import { MongoClient, type Collection } from 'mongodb';
+import { MongoClient, type Collection, type Db } from 'mongodb';
 import {
   closedLoop,
   paced,
@@ -30,6 +30,7 @@ import {
   type Running,
   type ServiceProcess,
 } from './lib/servers.js';
+import { servicesJobs, servicesTopology, type JobDoc } from './lib/services.js';
 import { percentile, ratios, summarize, type Summary } from './lib/stats.js';
 
 /** Fixed HTTP concurrency of every accept-path and pipeline load (autocannon `connections`). */
@@ -121,49 +122,6 @@ export async function dropDatabases(url: string): Promise<void> {
   }
 }
 
-/** The job document the producer writes (services/src/shared/jobs.ts), for seeding backlogs directly. */
-interface JobDoc {
-  _id: string;
-  idempotencyKey: string;
-  bodyHash: string;
-  type: string;
-  input: Record<string, unknown>;
-  status: string;
-  attempts: number;
-  runs: number;
-  result: unknown;
-  error: unknown;
-  leaseOwner: string | null;
-  leaseExpiresAt: Date | null;
-  createdAt: Date;
-  updatedAt: Date;
-  publishedAt: Date | null;
-  startedAt: Date | null;
-  finishedAt: Date | null;
-}
-
-function newJobDoc(now: Date, publishedAt: Date | null): JobDoc {
-  return {
-    _id: randomUUID(),
-    idempotencyKey: randomUUID(),
-    bodyHash: 'bench',
-    type: 'noop',
-    input: {},
-    status: 'queued',
-    attempts: 0,
-    runs: 0,
-    result: null,
-    error: null,
-    leaseOwner: null,
-    leaseExpiresAt: null,
-    createdAt: now,
-    updatedAt: now,
-    publishedAt,
-    startedAt: null,
-    finishedAt: null,
-  };
-}
-
 /** Each part has its own queue prefix and database; `db` differs from the prefix when a part wants a fresh collection. */
 function serviceEnv(ctx: Ctx, name: string, extra: Record<string, string> = {}, db = name): Record<string, string> {
   return {
@@ -174,11 +132,16 @@ function serviceEnv(ctx: Ctx, name: string, extra: Record<string, string> = {}, 
   };
 }
 
-async function withMongo<T>(ctx: Ctx, db: string, fn: (jobs: Collection<JobDoc>) => Promise<T>): Promise<T> {
+async function withMongo<T>(
+  ctx: Ctx,
+  db: string,
+  fn: (jobs: Collection<JobDoc>, database: Db) => Promise<T>,
+): Promise<T> {
   const client = new MongoClient(ctx.servers.mongo.url, { serverSelectionTimeoutMS: 5000 });
   try {
     await client.connect();
-    return await fn(client.db(dbName(ctx, db)).collection<JobDoc>('jobs'));
+    const database = client.db(dbName(ctx, db));
+    return await fn(database.collection<JobDoc>('jobs'), database);
   } finally {
     await client.close();
   }
@@ -529,28 +492,40 @@ async function declareTopology(ctx: Ctx, name: string): Promise<void> {
 }
 
 /**
- * Puts `jobs` queued no-op jobs in MongoDB and their messages in RabbitMQ, as the producer would have (marked
- * published, so the outbox sweeper leaves them alone), without going through HTTP: the drain is what is measured.
+ * Puts `jobs` queued no-op jobs in MongoDB and their messages in RabbitMQ exactly as the producer stores and
+ * publishes them (the services' own newJobDocument, publication records and message encoding; the publication
+ * records tell the outbox sweeper they are published), without going through HTTP: the drain is what is measured.
  */
 async function seedBacklog(ctx: Ctx, name: string, jobs: number, db = name): Promise<void> {
+  const { newJobDocument, PUBLICATIONS_COLLECTION } = servicesJobs();
+  const { encodeJobMessage, topologyNames, WORK_ROUTING_KEY } = servicesTopology();
+  const { exchange } = topologyNames(name);
   const conn = await amqp.connect(ctx.servers.rabbit.url, { noDelay: true });
   const ch = await conn.createConfirmChannel();
   try {
-    await withMongo(ctx, db, async (coll) => {
+    await withMongo(ctx, db, async (coll, database) => {
+      const publications = database.collection<{ _id: string; at: Date }>(PUBLICATIONS_COLLECTION);
       const batch = 1000;
       for (let i = 0; i < jobs; i += batch) {
-        const now = new Date();
-        const docs = Array.from({ length: Math.min(batch, jobs - i) }, () => newJobDoc(now, now));
+        const at = new Date();
+        const docs = Array.from({ length: Math.min(batch, jobs - i) }, () =>
+          newJobDocument({ idempotencyKey: randomUUID(), type: 'noop', input: {}, at }),
+        );
         await coll.insertMany(docs, { ordered: false });
         for (const doc of docs) {
-          ch.publish(name, 'work', Buffer.from(JSON.stringify({ jobId: doc._id })), {
+          ch.publish(exchange, WORK_ROUTING_KEY, encodeJobMessage(doc._id), {
             persistent: true,
             contentType: 'application/json',
             messageId: doc._id,
             type: doc.type,
+            timestamp: Math.floor(at.getTime() / 1000),
           });
         }
         await ch.waitForConfirms();
+        await publications.insertMany(
+          docs.map((d) => ({ _id: d._id, at })),
+          { ordered: false },
+        );
       }
     });
   } finally {

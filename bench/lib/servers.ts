@@ -209,7 +209,7 @@ export function withDatabase(url: string, db: string): string {
   const m = /^(mongodb(?:\+srv)?:\/\/)([^/?]*)(\/[^?]*)?(\?.*)?$/.exec(url);
   if (m === null)
     throw new Error(
-      `MongoDB URL: got ${JSON.stringify(url)}, expected mongodb://[user:pass@]host[:port][/db][?options]`,
+      `MongoDB URL: got ${JSON.stringify(redactMongoUrl(url))}, expected mongodb://[user:pass@]host[:port][/db][?options]`,
     );
   return `${m[1]}${m[2]}/${encodeURIComponent(db)}${m[4] ?? ''}`;
 }
@@ -301,32 +301,23 @@ export async function startPostgres(base: string): Promise<Running & { port: num
     { cwd: dir, logFile: join(base, 'postgresql.log'), ...(user !== undefined ? { user } : {}) },
   );
   await waitForTcp(port, 60_000, alive(child));
-  const create = spawnSync(
-    join(bin, 'createdb'),
-    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'ferretdb'],
-    {
+  // The port may accept before the server takes connections: up to 3 tries, a second apart.
+  const createDb = (): ReturnType<typeof spawnSync> =>
+    spawnSync(join(bin, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'ferretdb'], {
       encoding: 'utf8',
       timeout: 30_000,
-    },
-  );
-  if (create.status !== 0) {
-    // The socket may accept before the server takes connections: one retry after a short wait.
+    });
+  let create = createDb();
+  for (let attempt = 2; create.status !== 0 && attempt <= 3; attempt++) {
     await sleep(1000);
-    const again = spawnSync(
-      join(bin, 'createdb'),
-      ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'ferretdb'],
-      {
-        encoding: 'utf8',
-        timeout: 30_000,
-      },
-    );
-    if (again.status !== 0)
-      throw new Error(`PostgreSQL createdb exited ${again.status ?? again.signal}: ${again.stderr}`);
+    create = createDb();
   }
+  if (create.status !== 0)
+    throw new Error(`PostgreSQL createdb exited ${create.status ?? create.signal}: ${String(create.stderr)}`);
   return {
-    // FerretDB's pgx pool defaults to max(4, CPUs) connections; an operation that needs a second connection while
-    // holding one then deadlocks once ~100 operations are in flight (seen with PREFETCH=100: the consumer hung with
-    // 100 unacked messages). A pool larger than any concurrency the bench reaches avoids it.
+    // With FerretDB's default pgx pool (max(4, CPUs) connections) a consumer with PREFETCH=100 hung for good with
+    // 100 unacked messages and FerretDB idle (seen 2026-11-22; FerretDB's cause not traced). A pool larger than
+    // any concurrency the bench reaches made every run complete.
     url: `postgres://postgres@127.0.0.1:${port}/ferretdb?pool_max_conns=250`,
     port,
     child,

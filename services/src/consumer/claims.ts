@@ -1,5 +1,5 @@
-import { MongoError, type Collection, type Db, type Filter, type UpdateFilter } from 'mongodb';
-import { jobsCollection, StoreUnavailableError, type JobDocument, type JobError } from '../shared/jobs';
+import { type Collection, type Db, type Filter, type UpdateFilter } from 'mongodb';
+import { jobsCollection, storeCall, type JobDocument, type JobError } from '../shared/jobs';
 
 /**
  * The consumer's side of the job document. Every state change is one conditional update, so two workers
@@ -71,15 +71,6 @@ export function decideUnclaimable(job: JobWithSchedule | null, now: Date, maxAtt
   return { action: 'retry-now' };
 }
 
-async function wrap<T>(op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (err instanceof MongoError) throw new StoreUnavailableError(err.message, { cause: err });
-    throw err;
-  }
-}
-
 export class JobClaims {
   private readonly jobs: Collection<JobWithSchedule>;
 
@@ -89,11 +80,11 @@ export class JobClaims {
 
   /** Atomically claims the job; null when it is not claimable (finished, leased by another worker, no attempts left). */
   claim(req: ClaimRequest): Promise<JobWithSchedule | null> {
-    return wrap(() => this.jobs.findOneAndUpdate(claimFilter(req), claimUpdate(req), { returnDocument: 'after' }));
+    return storeCall(() => this.jobs.findOneAndUpdate(claimFilter(req), claimUpdate(req), { returnDocument: 'after' }));
   }
 
   get(jobId: string): Promise<JobWithSchedule | null> {
-    return wrap(() => this.jobs.findOne({ _id: jobId }));
+    return storeCall(() => this.jobs.findOne({ _id: jobId }));
   }
 
   private owned(jobId: string, workerId: string): Filter<JobWithSchedule> {
@@ -101,18 +92,20 @@ export class JobClaims {
   }
 
   async renewLease(jobId: string, workerId: string, until: Date): Promise<boolean> {
-    const res = await wrap(() => this.jobs.updateOne(this.owned(jobId, workerId), { $set: { leaseExpiresAt: until } }));
+    const res = await storeCall(() =>
+      this.jobs.updateOne(this.owned(jobId, workerId), { $set: { leaseExpiresAt: until } }),
+    );
     return res.matchedCount === 1;
   }
 
   /** Counts a handler run whose result was discarded because the job was no longer this worker's. */
   async recordRun(jobId: string): Promise<void> {
-    await wrap(() => this.jobs.updateOne({ _id: jobId }, { $inc: { runs: 1 } }));
+    await storeCall(() => this.jobs.updateOne({ _id: jobId }, { $inc: { runs: 1 } }));
   }
 
   /** Writes the result once: only the lease owner, only while `running`. False when the lease was lost. */
   async complete(jobId: string, workerId: string, result: unknown, now: Date): Promise<boolean> {
-    const res = await wrap(() =>
+    const res = await storeCall(() =>
       this.jobs.updateOne(this.owned(jobId, workerId), {
         $set: {
           status: 'succeeded',
@@ -136,7 +129,7 @@ export class JobClaims {
     nextAttemptAt: Date,
     now: Date,
   ): Promise<boolean> {
-    const res = await wrap(() =>
+    const res = await storeCall(() =>
       this.jobs.updateOne(this.owned(jobId, workerId), {
         $set: { status: 'retrying', error, nextAttemptAt, updatedAt: now, leaseOwner: null, leaseExpiresAt: null },
       }),
@@ -145,7 +138,7 @@ export class JobClaims {
   }
 
   async fail(jobId: string, workerId: string, error: JobError, now: Date): Promise<boolean> {
-    const res = await wrap(() =>
+    const res = await storeCall(() =>
       this.jobs.updateOne(this.owned(jobId, workerId), {
         $set: { status: 'failed', error, finishedAt: now, updatedAt: now, leaseOwner: null, leaseExpiresAt: null },
       }),
@@ -155,7 +148,7 @@ export class JobClaims {
 
   /** The last attempt's worker died (lease expired with no attempts left): the job fails without running again. */
   async failExhausted(jobId: string, maxAttempts: number, error: JobError, now: Date): Promise<boolean> {
-    const res = await wrap(() =>
+    const res = await storeCall(() =>
       this.jobs.updateOne(
         {
           _id: jobId,
@@ -170,7 +163,7 @@ export class JobClaims {
 
   /** Gives an interrupted attempt back (drain timeout): not counted, claimable again at once. */
   async release(jobId: string, workerId: string, now: Date): Promise<boolean> {
-    const res = await wrap(() =>
+    const res = await storeCall(() =>
       this.jobs.updateOne(this.owned(jobId, workerId), {
         $set: { status: 'retrying', nextAttemptAt: now, updatedAt: now, leaseOwner: null, leaseExpiresAt: null },
         $inc: { attempts: -1 },

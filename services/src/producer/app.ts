@@ -6,8 +6,8 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { installProblemHandlers, problem, sendProblem } from '../shared/http';
-import { UUID_RE, uuidv7 } from '../shared/ids';
-import { bodyHash, JOB_STATUSES, StoreUnavailableError, type JobDocument, type JobStatus } from '../shared/jobs';
+import { UUID_RE } from '../shared/ids';
+import { JOB_STATUSES, newJobDocument, StoreUnavailableError, type JobDocument, type JobStatus } from '../shared/jobs';
 import type { Logger } from '../shared/logger';
 import { validateJobRequest, type HandlerRegistry } from '../shared/registry';
 import type { JobStore } from '../shared/store';
@@ -179,24 +179,7 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
       return sendProblem(reply, problem(400, slug, 'Bad Request', validation.detail, validation.errors));
     }
     const at = now();
-    const doc: JobDocument = {
-      _id: uuidv7(at.getTime()),
-      idempotencyKey: key,
-      bodyHash: bodyHash(validation.type, validation.input),
-      type: validation.type,
-      input: validation.input,
-      status: 'queued',
-      attempts: 0,
-      runs: 0,
-      result: null,
-      error: null,
-      leaseOwner: null,
-      leaseExpiresAt: null,
-      createdAt: at,
-      updatedAt: at,
-      startedAt: null,
-      finishedAt: null,
-    };
+    const doc = newJobDocument({ idempotencyKey: key, type: validation.type, input: validation.input, at });
     try {
       const outcome = await store.insert(doc);
       if (outcome === 'duplicate') {

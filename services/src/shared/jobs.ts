@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
-import { MongoServerError } from 'mongodb';
+import { MongoError, MongoServerError } from 'mongodb';
+import { uuidv7 } from './ids';
 
 /**
  * The job document is also its own outbox record: storing a job and remembering to publish it is one insert,
@@ -59,6 +60,47 @@ export function canonicalJson(value: unknown): string {
 
 export function bodyHash(type: string, input: unknown): string {
   return createHash('sha256').update(canonicalJson({ type, input })).digest('hex');
+}
+
+/**
+ * A new job as the producer stores it: `queued`, nothing run yet, id a UUIDv7 of `at` (so ids sort by creation).
+ * The one place the document's initial shape is written (producer, tests, and the benchmarks' seeded backlogs).
+ */
+export function newJobDocument(fields: {
+  readonly idempotencyKey: string;
+  readonly type: string;
+  readonly input: Record<string, unknown>;
+  readonly at: Date;
+}): JobDocument {
+  const { idempotencyKey, type, input, at } = fields;
+  return {
+    _id: uuidv7(at.getTime()),
+    idempotencyKey,
+    bodyHash: bodyHash(type, input),
+    type,
+    input,
+    status: 'queued',
+    attempts: 0,
+    runs: 0,
+    result: null,
+    error: null,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    createdAt: at,
+    updatedAt: at,
+    startedAt: null,
+    finishedAt: null,
+  };
+}
+
+/** Runs a MongoDB operation, turning the driver's errors into {@link StoreUnavailableError} (callers answer 503 or retry). */
+export async function storeCall<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (err instanceof MongoError) throw new StoreUnavailableError(err.message, { cause: err });
+    throw err;
+  }
 }
 
 export const JOBS_COLLECTION = 'jobs';

@@ -1,10 +1,10 @@
-import { MongoError, type Collection, type Db, type Filter } from 'mongodb';
+import { type Collection, type Db, type Filter } from 'mongodb';
 import {
   isDuplicateKeyError,
   jobsCollection,
   JOB_STATUSES,
   publicationsCollection,
-  StoreUnavailableError,
+  storeCall,
   type JobDocument,
   type JobStatus,
   type PublicationDocument,
@@ -40,15 +40,6 @@ export interface JobStore {
   ping(): Promise<void>;
 }
 
-async function wrap<T>(op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (err instanceof MongoError) throw new StoreUnavailableError(err.message, { cause: err });
-    throw err;
-  }
-}
-
 export class MongoJobStore implements JobStore {
   private readonly jobs: Collection<JobDocument>;
   private readonly publications: Collection<PublicationDocument>;
@@ -59,7 +50,7 @@ export class MongoJobStore implements JobStore {
   }
 
   async insert(doc: JobDocument): Promise<'inserted' | 'duplicate'> {
-    return wrap(async () => {
+    return storeCall(async () => {
       try {
         await this.jobs.insertOne(doc);
         return 'inserted';
@@ -71,22 +62,22 @@ export class MongoJobStore implements JobStore {
   }
 
   findById(id: string): Promise<JobDocument | null> {
-    return wrap(() => this.jobs.findOne({ _id: id }));
+    return storeCall(() => this.jobs.findOne({ _id: id }));
   }
 
   findByIdempotencyKey(key: string): Promise<JobDocument | null> {
-    return wrap(() => this.jobs.findOne({ idempotencyKey: key }));
+    return storeCall(() => this.jobs.findOne({ idempotencyKey: key }));
   }
 
   list(query: ListJobsQuery): Promise<JobDocument[]> {
     const filter: Filter<JobDocument> = {};
     if (query.status !== undefined) filter.status = query.status;
     if (query.beforeId !== undefined) filter._id = { $lt: query.beforeId };
-    return wrap(() => this.jobs.find(filter).sort({ _id: -1 }).limit(query.limit).toArray());
+    return storeCall(() => this.jobs.find(filter).sort({ _id: -1 }).limit(query.limit).toArray());
   }
 
   async markPublished(id: string, at: Date): Promise<void> {
-    await wrap(async () => {
+    await storeCall(async () => {
       try {
         await this.publications.insertOne({ _id: id, at });
       } catch (err) {
@@ -100,7 +91,7 @@ export class MongoJobStore implements JobStore {
     limit: number,
     afterId?: string,
   ): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }> {
-    return wrap(async () => {
+    return storeCall(async () => {
       // ids are UUIDv7 (creation order), so paging by id walks the backlog oldest first.
       const filter: Filter<JobDocument> = { status: 'queued', attempts: 0, createdAt: { $lt: olderThan } };
       if (afterId !== undefined) filter._id = { $gt: afterId };
@@ -124,7 +115,7 @@ export class MongoJobStore implements JobStore {
 
   async countByStatus(): Promise<Record<JobStatus, number>> {
     const counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;
-    const rows = await wrap(() =>
+    const rows = await storeCall(() =>
       this.jobs.aggregate<{ _id: JobStatus; n: number }>([{ $group: { _id: '$status', n: { $sum: 1 } } }]).toArray(),
     );
     for (const row of rows) if (row._id in counts) counts[row._id] = row.n;
@@ -132,6 +123,6 @@ export class MongoJobStore implements JobStore {
   }
 
   async ping(): Promise<void> {
-    await wrap(() => this.db.command({ ping: 1 }));
+    await storeCall(() => this.db.command({ ping: 1 }));
   }
 }

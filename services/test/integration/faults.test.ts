@@ -1,5 +1,4 @@
-import { uuidv7 } from '../../src/shared/ids';
-import { bodyHash, jobsCollection, type JobDocument } from '../../src/shared/jobs';
+import { jobsCollection, newJobDocument, type JobDocument } from '../../src/shared/jobs';
 import {
   createContext,
   describeIntegration,
@@ -46,24 +45,14 @@ describeIntegration('fault scenarios with real processes', () => {
   it('publishes a job stored by a producer that crashed before publishing (outbox sweeper)', async () => {
     // Simulates the crash: the job document exists, no message was published and no confirm recorded.
     const now = new Date(Date.now() - 2000);
-    const orphans: JobDocument[] = Array.from({ length: 5 }, (_, i) => ({
-      _id: uuidv7(now.getTime() + i),
-      idempotencyKey: `crashed-producer-${i}`,
-      bodyHash: bodyHash('factorial', { n: 10 + i }),
-      type: 'factorial',
-      input: { n: 10 + i },
-      status: 'queued',
-      attempts: 0,
-      runs: 0,
-      result: null,
-      error: null,
-      leaseOwner: null,
-      leaseExpiresAt: null,
-      createdAt: now,
-      updatedAt: now,
-      startedAt: null,
-      finishedAt: null,
-    }));
+    const orphans: JobDocument[] = Array.from({ length: 5 }, (_, i) =>
+      newJobDocument({
+        idempotencyKey: `crashed-producer-${i}`,
+        type: 'factorial',
+        input: { n: 10 + i },
+        at: new Date(now.getTime() + i),
+      }),
+    );
     await jobsCollection(ctx.db).insertMany(orphans);
     await ctx.startConsumer();
     const port = await freePort();

@@ -1,26 +1,12 @@
 import { claimFilter, claimUpdate, decideUnclaimable } from '../../src/consumer/claims';
 import { backoffDelayMs } from '../../src/shared/backoff';
-import type { JobDocument } from '../../src/shared/jobs';
+import { newJobDocument, type JobDocument } from '../../src/shared/jobs';
 import { retryTiers, tierFor, topologyNames } from '../../src/shared/topology';
 
 const now = new Date('2026-01-01T00:00:00Z');
 const job = (over: Partial<JobDocument> & { nextAttemptAt?: Date | null }): JobDocument => ({
+  ...newJobDocument({ idempotencyKey: 'k', type: 'noop', input: {}, at: now }),
   _id: 'j',
-  idempotencyKey: 'k',
-  bodyHash: 'h',
-  type: 'noop',
-  input: {},
-  status: 'queued',
-  attempts: 0,
-  runs: 0,
-  result: null,
-  error: null,
-  leaseOwner: null,
-  leaseExpiresAt: null,
-  createdAt: now,
-  updatedAt: now,
-  startedAt: null,
-  finishedAt: null,
   ...over,
 });
 
