@@ -3,9 +3,9 @@
  * `npm run bench`: every benchmark of BENCHMARKS.md, in one run, on this machine.
  *
  *   node bench/build/run.js [--quick] [--only synth,accept,pipeline,backlog,prefetch,profile] [--no-doc]
- *                           [--db postgresql|sqlite|mongodb://…]
+ *                           [--db postgresql|postgresql-plain|sqlite|mongodb://…]
  *
- * Prints each figure as it is measured, then the tables; writes bench/results/<date>[-quick].json and .md.
+ * Prints each figure as it is measured, then the tables; writes bench/results/<date>[-quick][-<parts>].json and .md.
  * A full run of every part also rewrites the results section of BENCHMARKS.md (between its markers).
  * `--quick` runs each part on a small size (CI checks the scripts still run; its figures are not meaningful).
  */
@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { memoryCgroupsAvailable } from './lib/cgroup.js';
 import { renderMarkdown, type Results } from './lib/report.js';
 import {
   installExitHandlers,
@@ -22,6 +23,7 @@ import {
   redactMongoUrl,
   REPO_ROOT,
   removeDir,
+  setServiceMemoryLimits,
   startMongo,
   startRabbitMq,
   startRedis,
@@ -29,6 +31,7 @@ import {
   type DbBackend,
   type MongoEndpoint,
 } from './lib/servers.js';
+import { prodMemoryLimits } from './lib/services.js';
 import { runSynthBench } from './synth.js';
 import {
   dropDatabases,
@@ -50,6 +53,7 @@ const OPTIONS = {
   'no-doc': { type: 'boolean', default: false },
   db: { type: 'string' },
   'backlog-jobs': { type: 'string' },
+  'no-memory-limit': { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -66,7 +70,7 @@ const PARTS = ['synth', 'accept', 'pipeline', 'backlog', 'prefetch', 'profile'] 
 const HELP = `Usage: npm run bench -- [options]
 
 Every benchmark of BENCHMARKS.md in one run on this machine: prints each figure as it is measured, then the
-tables; writes bench/results/<date>[-quick].json and .md; a full run of every part rewrites the results section
+tables; writes bench/results/<date>[-quick][-<parts> with --only].json and .md; a full run of every part rewrites the results section
 of BENCHMARKS.md. Starts its own RabbitMQ, Redis and database on 127.0.0.1 and stops exactly what it started.
 
 Options:
@@ -74,23 +78,46 @@ Options:
   --only <parts>   Comma-separated: ${PARTS.join(', ')} (default: all)
   --db <backend>   Where the services' MongoDB-wire database lives:
                      postgresql  FerretDB on a throwaway PostgreSQL cluster (default when Debian's
-                                 postgresql is installed)
+                                 postgresql is installed), with GIN indexes its pushed-down
+                                 equality filters can use (bench/lib/ferretdb-pg-indexes.sql)
+                     postgresql-plain
+                                 the same without those indexes: every by-id operation scans
                      sqlite      FerretDB on SQLite (default otherwise; small sizes, see BENCHMARKS.md)
                      mongodb://… your own MongoDB (databases named ajb<run>-*, dropped afterwards)
                    Also BENCH_DB in the environment.
   --backlog-jobs <n>
-                   Size of the backlog part (default: 100000 on a MongoDB URL, 10000 on postgresql,
-                   1000 on sqlite, 200 with --quick)
+                   Size of the backlog part (default: 100000 on postgresql and on a MongoDB URL,
+                   10000 on postgresql-plain, 1000 on sqlite, 200 with --quick)
+  --no-memory-limit
+                   Run the producer and consumer without the memory limit of their prod containers
+                   (by default each runs in a memory cgroup with that limit, when this machine has one
+                   it may write: Node sizes its heap from it, as in the container)
   --no-doc         Do not rewrite BENCHMARKS.md even after a full run
   -h, --help       Show this help`;
 
+/** Gives the services their prod containers' memory limits when this machine allows it; says what was done. */
+function limitServiceMemory(off: boolean, log: (line: string) => void): string {
+  if (off) return 'no memory limit (--no-memory-limit); Node sized its heap for the whole machine';
+  const can = memoryCgroupsAvailable();
+  if (!can.ok) {
+    const said = `no memory limit (no memory cgroup to use: ${can.why}); Node sized its heap for the whole machine`;
+    log(`services: ${said}`);
+    return said;
+  }
+  const limits = prodMemoryLimits();
+  setServiceMemoryLimits(limits);
+  return `producer and consumer each in a memory cgroup of their prod containers' limits (${limits.producer} and ${limits.consumer} MiB, infra/app.ts), so Node sizes its heap as it does in the container`;
+}
+
 function parseBackend(value: string | undefined): DbBackend {
   if (value === undefined || value === '')
-    return postgresBinDir() !== undefined ? { kind: 'postgresql' } : { kind: 'sqlite' };
-  if (value === 'postgresql' || value === 'sqlite') return { kind: value };
+    return postgresBinDir() !== undefined ? { kind: 'postgresql', mirrorIndexes: true } : { kind: 'sqlite' };
+  if (value === 'postgresql') return { kind: 'postgresql', mirrorIndexes: true };
+  if (value === 'postgresql-plain') return { kind: 'postgresql', mirrorIndexes: false };
+  if (value === 'sqlite') return { kind: 'sqlite' };
   if (/^mongodb(\+srv)?:\/\//.test(value)) return { kind: 'external', url: value };
   throw new UsageError(
-    `--db: got ${JSON.stringify(redactMongoUrl(value))}, expected postgresql, sqlite or a mongodb:// URL`,
+    `--db: got ${JSON.stringify(redactMongoUrl(value))}, expected postgresql, postgresql-plain, sqlite or a mongodb:// URL`,
   );
 }
 type Part = (typeof PARTS)[number];
@@ -156,6 +183,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     quick,
     machine: machine('not started'),
+    serviceMemory: 'not started (synth only)',
     sizes,
     parts: [...parts],
     durationS: 0,
@@ -163,6 +191,7 @@ async function main(): Promise<void> {
   try {
     if (parts.has('synth')) results.synth = await runSynthBench({ quick, workDir: base, log });
     if ([...parts].some((p) => p !== 'synth')) {
+      results.serviceMemory = limitServiceMemory(values['no-memory-limit'], log);
       log(`starting RabbitMQ, Redis and the database (${backend.kind}) on 127.0.0.1`);
       const [rabbit, mongo, redis] = await Promise.all([
         startRabbitMq(base),
@@ -201,7 +230,9 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${md}\n`);
   const dir = join(REPO_ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const stem = `${results.date.slice(0, 10)}${quick ? '-quick' : ''}`;
+  // A run of some parts gets its own name, so it never overwrites the day's full results.
+  const some = parts.size === PARTS.length ? '' : `-${PARTS.filter((p) => parts.has(p)).join('-')}`;
+  const stem = `${results.date.slice(0, 10)}${quick ? '-quick' : ''}${some}`;
   writeFileSync(join(dir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(dir, `${stem}.md`), `${md}\n`);
   log(`wrote bench/results/${stem}.json and .md`);

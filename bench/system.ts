@@ -62,9 +62,9 @@ export const FULL: Sizes = {
 };
 
 /**
- * FerretDB 1.x finds even an `_id` by scanning the collection on both backends, so every job gets slower as the
- * backlog grows (BENCHMARKS.md has the figures): on PostgreSQL 100,000 jobs drain at ~17 jobs/s (about 100 min per
- * drain), so a full run uses 10,000; on SQLite, tens of jobs per second from the start, 1,000.
+ * FerretDB 1.24 as shipped finds even an `_id` by scanning the collection, so every job gets slower as the backlog
+ * grows: on PostgreSQL without the bench's GIN indexes (`--db postgresql-plain`) 100,000 jobs drain at ~17 jobs/s
+ * (about 100 min per drain), so that run uses 10,000; on SQLite, tens of jobs per second from the start, 1,000.
  */
 export const FULL_FERRETDB_PG: Sizes = { ...FULL, backlogJobs: 10_000 };
 export const FULL_SQLITE: Sizes = { ...FULL, pipelineJobs: 150, backlogJobs: 1000, prefetchJobs: 200 };
@@ -84,7 +84,7 @@ export const QUICK: Sizes = {
 export function sizesFor(quick: boolean, backend: DbBackend): Sizes {
   if (quick) return QUICK;
   if (backend.kind === 'sqlite') return FULL_SQLITE;
-  return backend.kind === 'postgresql' ? FULL_FERRETDB_PG : FULL;
+  return backend.kind === 'postgresql' && !backend.mirrorIndexes ? FULL_FERRETDB_PG : FULL;
 }
 
 export interface Servers {
@@ -486,7 +486,7 @@ export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
 // ─── 4 and 5. Backlog drain, memory, prefetch ────────────────────────────────────────────────────────────────
 
 /** Lets the producer declare the exchange and work queue (so the seed matches the services' topology exactly). */
-async function declareTopology(ctx: Ctx, name: string): Promise<void> {
+export async function declareTopology(ctx: Ctx, name: string): Promise<void> {
   const producer = await startService('producer', ctx.base, serviceEnv(ctx, name));
   await producer.stop();
 }
@@ -496,7 +496,7 @@ async function declareTopology(ctx: Ctx, name: string): Promise<void> {
  * publishes them (the services' own newJobDocument, publication records and message encoding; the publication
  * records tell the outbox sweeper they are published), without going through HTTP: the drain is what is measured.
  */
-async function seedBacklog(ctx: Ctx, name: string, jobs: number, db = name): Promise<void> {
+export async function seedBacklog(ctx: Ctx, name: string, jobs: number, db = name): Promise<void> {
   const { newJobDocument, PUBLICATIONS_COLLECTION } = servicesJobs();
   const { encodeJobMessage, topologyNames, WORK_ROUTING_KEY } = servicesTopology();
   const { exchange } = topologyNames(name);
@@ -538,12 +538,19 @@ interface Drain {
   readonly peakRssMiB: readonly number[];
   /** RSS of each consumer once ready, before the drain: peak − ready shows whether memory grows with the backlog. */
   readonly readyRssMiB: readonly number[];
+  /** Median of each consumer's RSS samples (every 250 ms) during the drain. */
+  readonly medianRssMiB: readonly number[];
+  /**
+   * Median RSS of the last tenth of the drain minus that of the first tenth, per consumer: near 0 when memory is
+   * flat, growing with the backlog when something accumulates per job.
+   */
+  readonly rssGrowthMiB: readonly number[];
   readonly seconds: number;
   /** The consumers' MongoDB round-trip time per job during the drain (driver command monitoring). */
   readonly dbMsPerJob: number;
 }
 
-async function drain(
+export async function drain(
   ctx: Ctx,
   name: string,
   jobs: number,
@@ -567,10 +574,16 @@ async function drain(
     const t1 = await waitForCount(read, jobs, 120_000 + jobs * 500, 200);
     const seconds = (t1 - t0) / 1000;
     const dbMsPerJob = (((await dbSeconds(procs)) - db0) * 1000) / Math.max(1, jobs - c0);
+    const memory = samplers.map((s) => s.stop());
     return {
       jobsPerSecond: (jobs - c0) / seconds,
-      peakRssMiB: samplers.map((s) => s.stop()),
+      peakRssMiB: memory.map((m) => m.peakMiB),
       readyRssMiB,
+      medianRssMiB: memory.map((m) => summarize(m.rssMiB).median),
+      rssGrowthMiB: memory.map((m) => {
+        const tenth = Math.max(1, Math.floor(m.rssMiB.length / 10));
+        return summarize(m.rssMiB.slice(-tenth)).median - summarize(m.rssMiB.slice(0, tenth)).median;
+      }),
       seconds,
       dbMsPerJob,
     };
@@ -597,7 +610,7 @@ export async function runBacklog(ctx: Ctx): Promise<BacklogResults> {
     ctx.log(`backlog: seeded ${ctx.sizes.backlogJobs} jobs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
     const d = await drain(ctx, name, ctx.sizes.backlogJobs, consumers, { PREFETCH: '10', CONCURRENCY: '10' });
     ctx.log(
-      `backlog: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, ${d.dbMsPerJob.toFixed(2)} ms in MongoDB per job, peak RSS ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
+      `backlog: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, ${d.dbMsPerJob.toFixed(2)} ms in MongoDB per job, RSS median ${d.medianRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB, peak ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
     );
     runs.push({ consumers, ...d });
   }

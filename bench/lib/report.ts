@@ -25,6 +25,8 @@ export interface Results {
     readonly database: string;
     readonly redis: string;
   };
+  /** How the producer and consumer processes were limited, e.g. "each in a memory cgroup of 512 MiB …". */
+  serviceMemory: string;
   sizes: Sizes;
   parts: readonly string[];
   durationS: number;
@@ -153,7 +155,7 @@ function backlogSection(b: BacklogResults): string {
   return [
     '### 4. Backlog and memory',
     '',
-    `Drain ${b.jobs.toLocaleString('en-US')} queued no-op jobs (seeded directly in MongoDB and RabbitMQ), prefetch ${b.prefetch}; peak RSS = max of VmHWM and sampled VmRSS from /proc/<pid>/status.`,
+    `Drain ${b.jobs.toLocaleString('en-US')} queued no-op jobs (seeded directly in MongoDB and RabbitMQ), prefetch ${b.prefetch}. RSS from /proc/<pid>/status, per consumer: when ready, median of samples every 250 ms during the drain, peak (max of VmHWM and the samples), and growth (median of the last tenth of the drain minus that of the first tenth).`,
     '',
     table(
       [
@@ -161,7 +163,8 @@ function backlogSection(b: BacklogResults): string {
         'jobs/s',
         'drain time, s',
         'MongoDB ms per job',
-        'RSS when ready → peak, per consumer, MiB',
+        'RSS ready / median / peak, MiB',
+        'RSS growth, MiB',
         'Target < 256 MiB',
       ],
       b.runs.map((r) => [
@@ -169,7 +172,13 @@ function backlogSection(b: BacklogResults): string {
         r.jobsPerSecond.toFixed(1),
         r.seconds.toFixed(1),
         r.dbMsPerJob.toFixed(2),
-        r.peakRssMiB.map((m, i) => `${(r.readyRssMiB[i] ?? Number.NaN).toFixed(0)} → ${m.toFixed(0)}`).join(', '),
+        r.peakRssMiB
+          .map(
+            (m, i) =>
+              `${(r.readyRssMiB[i] ?? Number.NaN).toFixed(0)} / ${(r.medianRssMiB[i] ?? Number.NaN).toFixed(0)} / ${m.toFixed(0)}`,
+          )
+          .join('; '),
+        r.rssGrowthMiB.map((g) => `${g >= 0 ? '+' : ''}${g.toFixed(0)}`).join('; '),
         verdict(r.peakRssMiB.every((m) => m < 256)),
       ]),
     ),
@@ -242,6 +251,8 @@ export function renderMarkdown(r: Results): string {
     '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.os}; Node ${m.node}; RabbitMQ ${m.rabbitmq}; database: ${m.database}; Redis ${m.redis}. ` +
       `Every server and process on this one machine. Run time ${(r.durationS / 60).toFixed(1)} min.`,
+    '',
+    `Services' memory: ${r.serviceMemory}.`,
   ];
   if (r.synth) parts.push('', synthSection(r.synth));
   if (r.accept) parts.push('', acceptSection(r.accept));

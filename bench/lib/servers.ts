@@ -15,6 +15,7 @@ import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createMemoryCgroup, removeAllCgroups, type MemoryCgroup } from './cgroup.js';
 
 /**
  * Starts the servers the benchmarks need, each on 127.0.0.1 with a free port and its own temp data directory:
@@ -140,6 +141,7 @@ export async function stopAll(): Promise<void> {
 export function installExitHandlers(): void {
   const killAll = (): void => {
     for (const c of started) killGroup(c, 'SIGKILL');
+    removeAllCgroups();
     for (const d of outsideDirs) rmSync(d, { recursive: true, force: true });
   };
   process.once('exit', killAll);
@@ -192,7 +194,10 @@ export function ferretDbBinary(): string {
 
 /** The database behind the MongoDB wire protocol: FerretDB on SQLite or on PostgreSQL, or a MongoDB of the user's. */
 export type DbBackend =
-  { readonly kind: 'sqlite' } | { readonly kind: 'postgresql' } | { readonly kind: 'external'; readonly url: string };
+  | { readonly kind: 'sqlite' }
+  /** `mirrorIndexes`: give FerretDB's pushed-down equality filters indexes they can use (lib/ferretdb-pg-indexes.sql). */
+  | { readonly kind: 'postgresql'; readonly mirrorIndexes: boolean }
+  | { readonly kind: 'external'; readonly url: string };
 
 /** A MongoDB-wire endpoint (no database in the URL) and what it is, for the report. */
 export interface MongoEndpoint {
@@ -252,7 +257,7 @@ function postgresUser(): SystemUser | undefined {
  * unix socket in its own directory, `synchronous_commit=off` (the WAL is flushed every 200 ms, not per commit:
  * the same durability window as MongoDB's default journal commit interval for w:1 writes without j:true).
  */
-export async function startPostgres(base: string): Promise<Running & { port: number }> {
+export async function startPostgres(base: string, mirrorIndexes: boolean): Promise<Running & { port: number }> {
   const bin = postgresBinDir();
   if (bin === undefined)
     throw new Error(
@@ -297,6 +302,8 @@ export async function startPostgres(base: string): Promise<Running & { port: num
       'shared_buffers=512MB',
       '-c',
       'max_connections=300',
+      // FerretDB binds the key of every pushed-down filter as a parameter; see lib/ferretdb-pg-indexes.sql.
+      ...(mirrorIndexes ? ['-c', 'plan_cache_mode=force_custom_plan'] : []),
     ],
     { cwd: dir, logFile: join(base, 'postgresql.log'), ...(user !== undefined ? { user } : {}) },
   );
@@ -314,6 +321,30 @@ export async function startPostgres(base: string): Promise<Running & { port: num
   }
   if (create.status !== 0)
     throw new Error(`PostgreSQL createdb exited ${create.status ?? create.signal}: ${String(create.stderr)}`);
+  if (mirrorIndexes) {
+    const sql = join(BENCH_ROOT, 'lib', 'ferretdb-pg-indexes.sql');
+    const install = spawnSync(
+      join(bin, 'psql'),
+      [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-U',
+        'postgres',
+        '-d',
+        'ferretdb',
+        '-q',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-f',
+        sql,
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    if (install.status !== 0)
+      throw new Error(`PostgreSQL: installing ${sql} exited ${install.status ?? install.signal}: ${install.stderr}`);
+  }
   return {
     // With FerretDB's default pgx pool (max(4, CPUs) connections) a consumer with PREFETCH=100 hung for good with
     // 100 unacked messages and FerretDB idle (seen 2026-11-22; FerretDB's cause not traced). A pool larger than
@@ -347,14 +378,14 @@ export async function startMongo(base: string, backend: DbBackend): Promise<Mong
     const ferret = await startFerretDb(base, ['--handler=sqlite', `--sqlite-url=file:${join(base, 'ferretdb')}/`]);
     return { url: ferret.url, label: `FerretDB ${version} on SQLite`, stop: () => ferret.stop() };
   }
-  const pg = await startPostgres(base);
+  const pg = await startPostgres(base, backend.mirrorIndexes);
   const pgVersion = spawnSync(join(postgresBinDir() ?? '', 'postgres'), ['--version'], { encoding: 'utf8' })
     .stdout.trim()
     .replace(/^postgres \(PostgreSQL\) /, '');
   const ferret = await startFerretDb(base, ['--handler=postgresql', `--postgresql-url=${pg.url}`]);
   return {
     url: ferret.url,
-    label: `FerretDB ${version} on PostgreSQL ${pgVersion}`,
+    label: `FerretDB ${version} on PostgreSQL ${pgVersion}${backend.mirrorIndexes ? ' (GIN indexes for pushdown)' : ' (as shipped)'}`,
     stop: async () => {
       await ferret.stop();
       await pg.stop();
@@ -478,9 +509,21 @@ export interface ServiceProcess {
   stop(): Promise<void>;
 }
 
+/** Memory limit per service kind, MiB (see {@link setServiceMemoryLimits}). */
+const serviceMemoryLimits: { producer?: number; consumer?: number } = {};
+
 /**
- * Runs a built service (`services/dist/<kind>/main.js`). LOG_LEVEL=warn: one log line per request and per job
- * at info would measure pino writing to a pipe more than the service.
+ * From now on, run each service kind in a memory cgroup of its own with this limit (lib/cgroup.ts); a kind left
+ * out runs without one.
+ */
+export function setServiceMemoryLimits(limits: { readonly producer?: number; readonly consumer?: number }): void {
+  Object.assign(serviceMemoryLimits, limits);
+}
+
+/**
+ * Runs a built service (`services/dist/<kind>/main.js`), in a memory cgroup when a limit is set for its kind.
+ * LOG_LEVEL=warn: one log line per request and per job at info would measure pino writing to a pipe more than the
+ * service.
  */
 export async function startService(
   kind: 'producer' | 'consumer',
@@ -491,7 +534,13 @@ export async function startService(
   const port = await freePort();
   const entry = join(REPO_ROOT, 'services', 'dist', kind, 'main.js');
   if (!existsSync(entry)) throw new Error(`${entry}: not found; run \`cd services && npm run build\` first`);
-  const child = launch(process.execPath, [...nodeArgs, entry], {
+  const limit = serviceMemoryLimits[kind];
+  const cgroup: MemoryCgroup | undefined = limit === undefined ? undefined : createMemoryCgroup(limit);
+  const run = cgroup?.wrap(process.execPath, [...nodeArgs, entry]) ?? {
+    command: process.execPath,
+    args: [...nodeArgs, entry],
+  };
+  const child = launch(run.command, run.args, {
     env: {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? base,
@@ -504,8 +553,23 @@ export async function startService(
     logFile: join(base, `${kind}-${port}.log`),
   });
   const url = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${url}/readyz`, 60_000, alive(child));
-  return { child, pid: child.pid ?? -1, port, url, stop: () => stopChild(child, 30_000) };
+  try {
+    await waitForHttp(`${url}/readyz`, 60_000, alive(child));
+  } catch (err) {
+    await stopChild(child, 5000);
+    cgroup?.remove();
+    throw err;
+  }
+  return {
+    child,
+    pid: child.pid ?? -1,
+    port,
+    url,
+    stop: async () => {
+      await stopChild(child, 30_000);
+      cgroup?.remove();
+    },
+  };
 }
 
 /** Resident set size and its high-water mark in MiB, from /proc/<pid>/status. */
@@ -520,12 +584,21 @@ export function readMemory(pid: number): { rssMiB: number; hwmMiB: number } | un
   }
 }
 
-/** Samples a process's memory every `intervalMs`; `stop()` returns the peak of VmHWM and sampled VmRSS. */
-export function sampleMemory(pid: number, intervalMs = 250): { stop(): number } {
+/** What {@link sampleMemory} saw: the peak of VmHWM and sampled VmRSS, and every VmRSS sample in order. */
+export interface MemorySamples {
+  readonly peakMiB: number;
+  readonly rssMiB: readonly number[];
+}
+
+/** Samples a process's memory every `intervalMs` until `stop()`. */
+export function sampleMemory(pid: number, intervalMs = 250): { stop(): MemorySamples } {
   let peak = 0;
+  const rss: number[] = [];
   const take = (): void => {
     const m = readMemory(pid);
-    if (m !== undefined) peak = Math.max(peak, m.rssMiB, Number.isNaN(m.hwmMiB) ? 0 : m.hwmMiB);
+    if (m === undefined) return;
+    rss.push(m.rssMiB);
+    peak = Math.max(peak, m.rssMiB, Number.isNaN(m.hwmMiB) ? 0 : m.hwmMiB);
   };
   take();
   const timer = setInterval(take, intervalMs);
@@ -533,7 +606,7 @@ export function sampleMemory(pid: number, intervalMs = 250): { stop(): number } 
     stop: () => {
       take();
       clearInterval(timer);
-      return peak;
+      return { peakMiB: peak, rssMiB: rss };
     },
   };
 }

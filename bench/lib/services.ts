@@ -42,3 +42,32 @@ function load<T>(relative: string): T {
 
 export const servicesJobs = (): JobsModule => load<JobsModule>('shared/jobs.js');
 export const servicesTopology = (): TopologyModule => load<TopologyModule>('shared/topology.js');
+
+interface ResolvedLike {
+  readonly services: readonly {
+    readonly kind: string;
+    readonly resources: { readonly memoryLimit: { readonly mebibytes: number } };
+  }[];
+}
+
+/**
+ * The memory limits of the producer and consumer containers in the model's prod environment (infra/app.ts, from
+ * the root's build/), in MiB.
+ */
+export function prodMemoryLimits(): { readonly producer: number; readonly consumer: number } {
+  const appFile = join(REPO_ROOT, 'build', 'infra', 'app.js');
+  if (!existsSync(appFile)) throw new Error(`${appFile}: not found; run \`npm run build\` first`);
+  const req = createRequire(import.meta.url);
+  // Shapes declared above (build/ is CommonJS without type declarations).
+  const app = req(appFile) as { defineSystem(env: string): unknown };
+  const model = req(join(REPO_ROOT, 'build', 'constructs', 'model', 'index.js')) as {
+    resolve(system: unknown, options: { repoRoot: string }): ResolvedLike;
+  };
+  const resolved = model.resolve(app.defineSystem('prod'), { repoRoot: REPO_ROOT });
+  const limit = (kind: string): number => {
+    const service = resolved.services.find((s) => s.kind === kind);
+    if (service === undefined) throw new Error(`the prod model has no ${kind} service`);
+    return service.resources.memoryLimit.mebibytes;
+  };
+  return { producer: limit('producer'), consumer: limit('consumer') };
+}
