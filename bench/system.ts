@@ -66,7 +66,7 @@ export const FULL: Sizes = {
  * grows: on PostgreSQL without the bench's GIN indexes (`--db postgresql-plain`) 100,000 jobs drain at ~17 jobs/s
  * (about 100 min per drain), so that run uses 10,000; on SQLite, tens of jobs per second from the start, 1,000.
  */
-export const FULL_FERRETDB_PG: Sizes = { ...FULL, backlogJobs: 10_000 };
+export const FULL_FERRETDB_PLAIN: Sizes = { ...FULL, backlogJobs: 10_000 };
 export const FULL_SQLITE: Sizes = { ...FULL, pipelineJobs: 150, backlogJobs: 1000, prefetchJobs: 200 };
 
 export const QUICK: Sizes = {
@@ -84,7 +84,7 @@ export const QUICK: Sizes = {
 export function sizesFor(quick: boolean, backend: DbBackend): Sizes {
   if (quick) return QUICK;
   if (backend.kind === 'sqlite') return FULL_SQLITE;
-  return backend.kind === 'postgresql' && !backend.mirrorIndexes ? FULL_FERRETDB_PG : FULL;
+  return backend.kind === 'postgresql' && !backend.mirrorIndexes ? FULL_FERRETDB_PLAIN : FULL;
 }
 
 export interface Servers {
