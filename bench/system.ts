@@ -595,30 +595,66 @@ export async function drain(
 export interface BacklogResults {
   readonly jobs: number;
   readonly prefetch: number;
-  readonly runs: readonly ({ readonly consumers: number } & Drain)[];
-  /** jobs/s with 2 consumers ÷ with 1. */
-  readonly scaling: number;
+  readonly reps: number;
+  /** Every drain, in the order run (1 and 2 consumers interleaved, each from a fresh collection). */
+  readonly runs: readonly ({ readonly consumers: number; readonly rep: number } & Drain)[];
+  readonly byConsumers: readonly {
+    readonly consumers: number;
+    readonly jobsPerSecond: Summary;
+    readonly dbMsPerJob: Summary;
+    /** Over every consumer process of every repetition. */
+    readonly readyRssMiB: Summary;
+    readonly medianRssMiB: Summary;
+    readonly peakRssMiB: Summary;
+    readonly rssGrowthMiB: Summary;
+  }[];
+  /** jobs/s with 2 consumers ÷ with 1, per repetition. */
+  readonly scaling: Summary;
 }
 
 export async function runBacklog(ctx: Ctx): Promise<BacklogResults> {
   const runs: BacklogResults['runs'][number][] = [];
-  for (const consumers of [1, 2]) {
-    const name = `backlog${consumers}`;
-    await declareTopology(ctx, name);
-    const seedStart = Date.now();
-    await seedBacklog(ctx, name, ctx.sizes.backlogJobs);
-    ctx.log(`backlog: seeded ${ctx.sizes.backlogJobs} jobs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
-    const d = await drain(ctx, name, ctx.sizes.backlogJobs, consumers, { PREFETCH: '10', CONCURRENCY: '10' });
-    ctx.log(
-      `backlog: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, ${d.dbMsPerJob.toFixed(2)} ms in MongoDB per job, RSS median ${d.medianRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB, peak ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
-    );
-    runs.push({ consumers, ...d });
+  const counts = [1, 2];
+  for (const consumers of counts) await declareTopology(ctx, `backlog${consumers}`);
+  for (let rep = 0; rep < ctx.sizes.reps; rep++) {
+    for (const consumers of counts) {
+      const name = `backlog${consumers}`;
+      // A fresh collection per drain, so every drain starts from the same collection size.
+      const db = `${name}-${rep}`;
+      const seedStart = Date.now();
+      await seedBacklog(ctx, name, ctx.sizes.backlogJobs, db);
+      ctx.log(
+        `backlog rep ${rep + 1}: seeded ${ctx.sizes.backlogJobs} jobs in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`,
+      );
+      const d = await drain(ctx, name, ctx.sizes.backlogJobs, consumers, { PREFETCH: '10', CONCURRENCY: '10' }, [], db);
+      ctx.log(
+        `backlog rep ${rep + 1}: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, ${d.dbMsPerJob.toFixed(2)} ms in MongoDB per job, RSS median ${d.medianRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB, peak ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
+      );
+      runs.push({ consumers, rep, ...d });
+    }
   }
+  const of = (consumers: number): BacklogResults['runs'] => runs.filter((r) => r.consumers === consumers);
   return {
     jobs: ctx.sizes.backlogJobs,
     prefetch: 10,
+    reps: ctx.sizes.reps,
     runs,
-    scaling: (runs[1]?.jobsPerSecond ?? 0) / (runs[0]?.jobsPerSecond ?? 1),
+    byConsumers: counts.map((consumers) => {
+      const rs = of(consumers);
+      return {
+        consumers,
+        jobsPerSecond: summarize(rs.map((r) => r.jobsPerSecond)),
+        dbMsPerJob: summarize(rs.map((r) => r.dbMsPerJob)),
+        readyRssMiB: summarize(rs.flatMap((r) => r.readyRssMiB)),
+        medianRssMiB: summarize(rs.flatMap((r) => r.medianRssMiB)),
+        peakRssMiB: summarize(rs.flatMap((r) => r.peakRssMiB)),
+        rssGrowthMiB: summarize(rs.flatMap((r) => r.rssGrowthMiB)),
+      };
+    }),
+    scaling: ratios(
+      of(2).map((r) => r.jobsPerSecond),
+      of(1).map((r) => r.jobsPerSecond),
+    ),
   };
 }
 

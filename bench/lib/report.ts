@@ -151,39 +151,39 @@ function pipelineSection(p: PipelineResults): string {
 }
 
 function backlogSection(b: BacklogResults): string {
-  const rssOk = b.runs.every((r) => r.peakRssMiB.every((m) => m < 256));
+  const rssOk = b.byConsumers.every((c) => c.peakRssMiB.max < 256);
+  const signed = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(0)}`;
   return [
     '### 4. Backlog and memory',
     '',
-    `Drain ${b.jobs.toLocaleString('en-US')} queued no-op jobs (seeded directly in MongoDB and RabbitMQ), prefetch ${b.prefetch}. RSS from /proc/<pid>/status, per consumer: when ready, median of samples every 250 ms during the drain, peak (max of VmHWM and the samples), and growth (median of the last tenth of the drain minus that of the first tenth).`,
+    `Drain ${b.jobs.toLocaleString('en-US')} queued no-op jobs (seeded directly in MongoDB and RabbitMQ, a fresh collection each time), prefetch ${b.prefetch}, ${b.reps} repetition(s) with 1 and 2 consumers interleaved. RSS from /proc/<pid>/status of every consumer process: when ready, median of samples every 250 ms during the drain, peak (max of VmHWM and the samples), and growth (median of the last tenth of the drain minus that of the first tenth); medians (min–max) over consumers and repetitions.`,
     '',
     table(
       [
         'Consumers',
         'jobs/s',
-        'drain time, s',
         'MongoDB ms per job',
-        'RSS ready / median / peak, MiB',
+        'RSS when ready, MiB',
+        'RSS median, MiB',
+        'RSS peak, MiB',
         'RSS growth, MiB',
         'Target < 256 MiB',
       ],
-      b.runs.map((r) => [
-        String(r.consumers),
-        r.jobsPerSecond.toFixed(1),
-        r.seconds.toFixed(1),
-        r.dbMsPerJob.toFixed(2),
-        r.peakRssMiB
-          .map(
-            (m, i) =>
-              `${(r.readyRssMiB[i] ?? Number.NaN).toFixed(0)} / ${(r.medianRssMiB[i] ?? Number.NaN).toFixed(0)} / ${m.toFixed(0)}`,
-          )
-          .join('; '),
-        r.rssGrowthMiB.map((g) => `${g >= 0 ? '+' : ''}${g.toFixed(0)}`).join('; '),
-        verdict(r.peakRssMiB.every((m) => m < 256)),
+      b.byConsumers.map((c) => [
+        String(c.consumers),
+        fmt(c.jobsPerSecond),
+        fmt(c.dbMsPerJob, 2),
+        fmt(c.readyRssMiB, 0),
+        fmt(c.medianRssMiB, 0),
+        fmt(c.peakRssMiB, 0),
+        c.rssGrowthMiB.n === 1
+          ? signed(c.rssGrowthMiB.median)
+          : `${signed(c.rssGrowthMiB.median)} (${signed(c.rssGrowthMiB.min)} to ${signed(c.rssGrowthMiB.max)})`,
+        verdict(c.peakRssMiB.max < 256),
       ]),
     ),
     '',
-    `2 consumers / 1 consumer = ${b.scaling.toFixed(2)}×. Memory target ${verdict(rssOk)}.`,
+    `2 consumers / 1 consumer = ${x(b.scaling)}. Memory target ${verdict(rssOk)}.`,
   ].join('\n');
 }
 
@@ -219,10 +219,10 @@ function dbSection(r: Results): string | undefined {
       `- Consumer, one job at a time (prefetch 1): ${p1.dbMsPerJob.median.toFixed(2)} ms of MongoDB round trips (claim + complete) of the ${perJob.toFixed(2)} ms each job takes: ${share(p1.dbMsPerJob.median, perJob)}.`,
     );
   }
-  const b = r.backlog?.runs[0];
+  const b = r.backlog?.byConsumers.find((c) => c.consumers === 1);
   if (b !== undefined && r.backlog !== undefined) {
     lines.push(
-      `- Consumer draining ${r.backlog.jobs.toLocaleString('en-US')} jobs (prefetch ${r.backlog.prefetch}, one consumer): ${b.dbMsPerJob.toFixed(2)} ms of MongoDB round trips per job; with ${r.backlog.prefetch} jobs in flight a job is done every ${(1000 / b.jobsPerSecond).toFixed(2)} ms.`,
+      `- Consumer draining ${r.backlog.jobs.toLocaleString('en-US')} jobs (prefetch ${r.backlog.prefetch}, one consumer): ${b.dbMsPerJob.median.toFixed(2)} ms of MongoDB round trips per job; with ${r.backlog.prefetch} jobs in flight a job is done every ${(1000 / b.jobsPerSecond.median).toFixed(2)} ms.`,
     );
   }
   return lines.length > 2 ? lines.join('\n') : undefined;
