@@ -231,7 +231,7 @@ async function main(): Promise<void> {
   const dir = join(REPO_ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   // A run of some parts gets its own name, so it never overwrites the day's full results.
-  const some = parts.size === PARTS.length ? '' : `-${PARTS.filter((p) => parts.has(p)).join('-')}`;
+  const some = values.only === undefined ? '' : `-${PARTS.filter((p) => parts.has(p)).join('-')}`;
   const stem = `${results.date.slice(0, 10)}${quick ? '-quick' : ''}${some}`;
   writeFileSync(join(dir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(dir, `${stem}.md`), `${md}\n`);
