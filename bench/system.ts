@@ -486,7 +486,7 @@ export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
 // ─── 4 and 5. Backlog drain, memory, prefetch ────────────────────────────────────────────────────────────────
 
 /** Lets the producer declare the exchange and work queue (so the seed matches the services' topology exactly). */
-export async function declareTopology(ctx: Ctx, name: string): Promise<void> {
+async function declareTopology(ctx: Ctx, name: string): Promise<void> {
   const producer = await startService('producer', ctx.base, serviceEnv(ctx, name));
   await producer.stop();
 }
@@ -496,7 +496,7 @@ export async function declareTopology(ctx: Ctx, name: string): Promise<void> {
  * publishes them (the services' own newJobDocument, publication records and message encoding; the publication
  * records tell the outbox sweeper they are published), without going through HTTP: the drain is what is measured.
  */
-export async function seedBacklog(ctx: Ctx, name: string, jobs: number, db = name): Promise<void> {
+async function seedBacklog(ctx: Ctx, name: string, jobs: number, db = name): Promise<void> {
   const { newJobDocument, PUBLICATIONS_COLLECTION } = servicesJobs();
   const { encodeJobMessage, topologyNames, WORK_ROUTING_KEY } = servicesTopology();
   const { exchange } = topologyNames(name);
@@ -550,7 +550,7 @@ interface Drain {
   readonly dbMsPerJob: number;
 }
 
-export async function drain(
+async function drain(
   ctx: Ctx,
   name: string,
   jobs: number,

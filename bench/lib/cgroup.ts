@@ -20,7 +20,15 @@ interface Hierarchy {
   readonly limitFile: string;
 }
 
+let found: Hierarchy | { readonly why: string } | undefined;
+
+/** This process's memory cgroup, read once (it does not move during a run). */
 function hierarchy(): Hierarchy | { readonly why: string } {
+  found ??= findHierarchy();
+  return found;
+}
+
+function findHierarchy(): Hierarchy | { readonly why: string } {
   let self: string;
   try {
     self = readFileSync('/proc/self/cgroup', 'utf8');
@@ -87,8 +95,6 @@ export interface MemoryCgroup {
 
 /** Whether services can be given a memory limit here, and if not, why. */
 export function memoryCgroupsAvailable(): { readonly ok: true } | { readonly ok: false; readonly why: string } {
-  const h = hierarchy();
-  if ('why' in h) return { ok: false, why: h.why };
   try {
     const probe = createMemoryCgroup(64);
     probe.remove();
