@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks, idempotently. Parts: node deps servers browser validators (default: node deps).
-#   node        Node 24 and npm 10 under .tools/ (the system Node may be older) from the npm registry's `node` and
-#               `npm` packages; npm 11's `ci` rejects lockfiles with platform-specific optional dependencies (jest's
-#               resolver bindings) that npm 10 installs correctly
+#   node        Node 24 and npm 11.6.2 under .tools/ (the system Node may be older) from the npm registry's `node`
+#               and `npm` packages (the `node` package carries no npm); 11.6.2 is the npm of the synthesized
+#               Dockerfiles' Node image, so the lockfiles install here with the same npm as in the images
 #   deps        npm ci for the root and services/ when package-lock.json changed
 #   servers     RabbitMQ (Debian's rabbitmq-server) and FerretDB (built from the Go module proxy) for integration tests
 #   ferretdb    only the FerretDB binary (.tools/bin/ferretdb, static); the e2e's MongoDB-wire image copies it
@@ -13,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools="$root/.tools"
 NODE_MAJOR=24
-NPM_MAJOR=10
+NPM_VERSION=11.6.2
 FERRETDB_VERSION=v1.24.2
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
@@ -40,12 +40,12 @@ part_node() {
   local node="$tools/node_modules/.bin/node"
   local npm="$tools/node_modules/.bin/npm"
   if [ -x "$node" ] && [ -x "$npm" ] && [ "$("$node" -p 'process.versions.node.split(".")[0]')" = "$NODE_MAJOR" ] &&
-    [ "$("$npm" --version | cut -d. -f1)" = "$NPM_MAJOR" ]; then
+    [ "$("$npm" --version)" = "$NPM_VERSION" ]; then
     return 0
   fi
-  log "installing Node $NODE_MAJOR and npm $NPM_MAJOR into .tools/"
+  log "installing Node $NODE_MAJOR and npm $NPM_VERSION into .tools/"
   mkdir -p "$tools"
-  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "node@$NODE_MAJOR" "npm@$NPM_MAJOR" >/dev/null
+  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "node@$NODE_MAJOR" "npm@$NPM_VERSION" >/dev/null
   "$node" --version >/dev/null
 }
 
