@@ -197,10 +197,11 @@ export const RULES: readonly Rule[] = [
           const gid = k8sSecurity(c, 'runAsGroup');
           if (k8sSecurity(c, 'runAsNonRoot') !== true)
             return [{ file: o.file, object: c.id, message: 'runAsNonRoot is not true' }];
+          // The service is the `app.kubernetes.io/name` label: a Job's name carries a revision hash.
           return userViolation(
             o.file,
             c.id,
-            c.workload.metadata.name,
+            c.workload.metadata.labels?.['app.kubernetes.io/name'] ?? c.workload.metadata.name,
             typeof uid === 'number' ? uid : NaN,
             typeof gid === 'number' ? gid : NaN,
           );
