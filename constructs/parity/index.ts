@@ -7,6 +7,7 @@
  * target. A feature a target cannot express for a given model is still a gap at synth time (`Gap`), which fails
  * unless the model accepts it; the report lists the accepted gaps with their reasons.
  */
+import { clusterRequirements, type ClusterRequirement } from '../k8s/requirements';
 import type { ResolvedSystem, TargetName } from '../model';
 import { pulumiGaps } from '../pulumi/model';
 import type { FeatureSupport, Gap, GeneratedFile, Target } from '../output/types';
@@ -172,6 +173,11 @@ export interface ParityReport {
   readonly targets: readonly TargetName[];
   readonly features: readonly { id: string; label: string; support: Readonly<Record<string, FeatureSupport>> }[];
   readonly acceptedGaps: readonly (Gap & { environment: string; reason: string })[];
+  /**
+   * What a Kubernetes cluster must provide for each environment's manifests (add-ons, node count): a feature the
+   * target expresses natively can still depend on the cluster, which the table alone would not say.
+   */
+  readonly kubernetesRequirements: readonly { environment: string; requirements: readonly ClusterRequirement[] }[];
 }
 
 /**
@@ -200,6 +206,10 @@ export function parityReport(
       support: Object.fromEntries(
         PARITY_TARGETS.map((t) => [t, featuresOf(t, registered)[f.id] ?? u('not declared by the target')]),
       ),
+    })),
+    kubernetesRequirements: systems.map((system) => ({
+      environment: system.environment,
+      requirements: clusterRequirements(system),
     })),
     acceptedGaps: [...acceptedGaps]
       .map((g) => ({ ...g, environment: g.path.split('/')[0] ?? '' }))
@@ -262,7 +272,8 @@ export function parityFiles(report: ParityReport, header: string): GeneratedFile
     "target's concern.\n\n" +
     featureTable(report) +
     '\n## Accepted gaps\n\n' +
-    gaps;
+    gaps +
+    requirementsSection(report);
   const json = `${JSON.stringify(
     {
       generatedBy: header
@@ -278,6 +289,19 @@ export function parityFiles(report: ParityReport, header: string): GeneratedFile
     { path: PARITY_MARKDOWN, content: md },
     { path: PARITY_JSON, content: json },
   ];
+}
+
+function requirementsSection(report: ParityReport): string {
+  if (report.kubernetesRequirements.length === 0) return '';
+  const lines = [
+    '\n## Kubernetes cluster requirements\n',
+    'What the cluster must provide for the manifests to work as modelled (`constructs/k8s/requirements.ts`).\n',
+  ];
+  for (const env of report.kubernetesRequirements) {
+    lines.push(`### ${env.environment}\n`);
+    lines.push(...env.requirements.map((r) => `- ${r.what}: ${r.why}`), '');
+  }
+  return lines.join('\n');
 }
 
 const TABLE_START = '<!-- feature-table:start -->\n';

@@ -864,6 +864,15 @@ describe('the README tells a cluster operator what the manifests need', () => {
     expect(requirements.map((r) => r.what).filter((what) => !section.includes(what))).toEqual([]);
   });
 
+  test('the parity report lists the same requirements per environment, with why', async () => {
+    const md = await synthFile('PARITY.md');
+    for (const env of ENVS) {
+      const section = md.slice(md.indexOf(`### ${env}\n`));
+      for (const r of clusterRequirements(resolved(defineSystem(env))))
+        expect([env, r.id, section.includes(`- ${r.what}: ${r.why}\n`)]).toEqual([env, r.id, true]);
+    }
+  });
+
   test('prod needs 3 nodes, metrics-server and the KEDA operator besides what dev needs', () => {
     const ids = (env: (typeof ENVS)[number]): string[] =>
       clusterRequirements(resolved(defineSystem(env))).map((r) => r.id);
