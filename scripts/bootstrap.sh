@@ -57,7 +57,9 @@ ci_if_needed() {
   local dir=$1
   local stamp="$dir/node_modules/.package-lock.json"
   if [ -f "$stamp" ] && [ "$dir/node_modules/.bootstrap-stamp" -nt "$dir/package-lock.json" ]; then return 0; fi
-  log "npm ci in ${dir#"$root"/}"
+  local name=.
+  [ "$dir" = "$root" ] || name=${dir#"$root"/}
+  log "npm ci in $name"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   touch "$dir/node_modules/.bootstrap-stamp"
 }
