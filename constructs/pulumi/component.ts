@@ -203,7 +203,7 @@ export class DockerJobSystem extends pulumi.ComponentResource {
         cpus: s.resources.cpuLimit.toDocker(),
         cpuShares: cpuShares(s.resources.cpuRequest.millicores),
         readOnly: sec.readOnlyRootFilesystem,
-        tmpfs: Object.fromEntries(sec.tmpfs.map((path) => [path, ''])),
+        tmpfs: Object.fromEntries(sec.tmpfs.map((path) => [path, `size=${sec.tmpfsSize.toDocker()}`])),
         capabilities: { drops: ['ALL'] },
         securityOpts: ['no-new-privileges:true'],
         user: `${owner}:${group}`,

@@ -123,7 +123,8 @@ describe.each(ENVIRONMENTS)('compose.yaml for %s', (env) => {
       }).toEqual({
         name,
         read_only: true,
-        tmpfs: ['/tmp'],
+        // Sized by the model's tmpfsSize: a tmpfs counts against the memory limit.
+        tmpfs: ['/tmp:size=64M'],
         cap_drop: ['ALL'],
         security_opt: ['no-new-privileges:true'],
         init: true,

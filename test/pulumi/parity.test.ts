@@ -137,7 +137,8 @@ describe.each([
           service: name,
           user: svc.user,
           readOnly: svc.read_only,
-          tmpfs: Object.fromEntries(svc.tmpfs.map((p) => [p, ''])),
+          // Compose's `path:options` is Pulumi's `{ path: options }`: the same size limit on both.
+          tmpfs: Object.fromEntries(svc.tmpfs.map((t) => [t.split(':')[0], t.split(':')[1] ?? ''])),
           capabilities: { drops: svc.cap_drop },
           securityOpts: svc.security_opt,
           init: svc.init,

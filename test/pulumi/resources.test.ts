@@ -179,7 +179,8 @@ describe.each([
         memoryReservation: s.resources.memoryRequest.mebibytes,
         cpus: s.resources.cpuLimit.toDocker(),
         readOnly: true,
-        tmpfs: { '/tmp': '' },
+        // The model's tmpfsSize, in Docker's spelling (binary M), as Compose and Swarm have it.
+        tmpfs: { '/tmp': 'size=64M' },
         capabilities: { drops: ['ALL'] },
         securityOpts: ['no-new-privileges:true'],
         user: `${s.security.user}:${s.security.group}`,
