@@ -13,6 +13,7 @@ import {
   containerEnvs,
   containerHealthcheck,
   containerName,
+  checkSecretsWriterExit,
   cpuShares,
   cpusProblem,
   healthWaitSeconds,
@@ -265,13 +266,7 @@ export class DockerJobSystem extends pulumi.ComponentResource {
         waitTimeout: healthWaitSeconds(s.healthCheck),
         labels: ctx.secrets
           ? pulumi.all([ctx.secrets.writer.name, ctx.secrets.writer.exitCode]).apply(([writer, exitCode]) => {
-              // The writer ran to its end before this container is created (`attach`); a failed chown would
-              // leave files this user cannot read, so stop here with the container to look at.
-              if (exitCode !== 0) {
-                throw new Error(
-                  `[${s.path}] pulumi: container ${writer}, which writes the secret files, exited with code ${String(exitCode)}; see \`docker logs ${writer}\``,
-                );
-              }
+              checkSecretsWriterExit(s, writer, exitCode);
               return ctx.labels({
                 [`${LABEL_PREFIX}.service`]: s.name,
                 [`${LABEL_PREFIX}.replica`]: String(index),

@@ -199,6 +199,17 @@ export function secretsDirectory(service: ResolvedService): string | undefined {
   return dirs[0];
 }
 
+/**
+ * Throws unless the container that wrote a service's secret files exited with 0. It ran to its end before the
+ * service's containers are created (`attach`); a failed chown would leave files the service user cannot read.
+ */
+export function checkSecretsWriterExit(service: ResolvedService, writer: string, exitCode: number | undefined): void {
+  if (exitCode === 0) return;
+  throw new Error(
+    `[${service.path}] pulumi: container ${writer}, which writes the secret files, exited with code ${String(exitCode)}; see \`docker logs ${writer}\``,
+  );
+}
+
 /** Docker name of the volume holding a service's secret files, and of the container that fills it. */
 export function secretsName(system: ResolvedSystem, service: ResolvedService): string {
   return scopedName(system, `${service.name}-secrets`);

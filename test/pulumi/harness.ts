@@ -161,6 +161,14 @@ export const TYPES = {
   container: 'docker:index/container:Container',
 } as const;
 
+/**
+ * Waits until every registration the program started has reached the monitor, so that the next test's mocks
+ * never receive the last test's calls. Internal to the SDK (`settings.ts`), hence the cast.
+ */
+export async function drain(): Promise<void> {
+  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+}
+
 /** The value of an Output, with whether it is secret. */
 export async function settle<T>(output: pulumi.Output<T>): Promise<{ value: T; secret: boolean }> {
   const value = await new Promise<T>((done) => output.apply((v) => done(v)));
@@ -206,5 +214,6 @@ export async function deploy(system: ResolvedSystem, recorder = new Recorder()):
   );
   const { value: containerNames } = await settle(component.outputs.containerNames);
   await settle(component.urn);
+  await drain();
   return { recorder, component, outputs: component.outputs, containerNames };
 }
