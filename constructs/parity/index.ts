@@ -144,7 +144,9 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     autoscaling: u('standalone containers have no autoscaler (gap `autoscaling`)'),
     'health-checks': n('Docker `healthcheck`; `wait: true` until healthy'),
     'startup-ordering': e('`dependsOn` on the broker and database containers, which wait until healthy'),
-    secrets: e('secret config values uploaded as files (mode 0400), `*_FILE` variables; never in `envs`'),
+    secrets: e(
+      'secret config values written once into a per-service volume by a short-lived writer container (mode 0400, the service uid/gid), mounted read-only at /run/secrets; `*_FILE` variables; never in `envs`',
+    ),
     'resource-limits': n('`memory`, `cpus`, `memoryReservation`, `cpuShares`'),
     'read-only-root': n('`readOnly`, `tmpfs` /tmp with `size=`'),
     'non-root-user': n('numeric `user`'),
