@@ -509,7 +509,7 @@ async function seedBacklog(ctx: Ctx, name: string, jobs: number, db = name): Pro
       for (let i = 0; i < jobs; i += batch) {
         const at = new Date();
         const docs = Array.from({ length: Math.min(batch, jobs - i) }, () =>
-          newJobDocument({ idempotencyKey: randomUUID(), type: 'noop', input: {}, at }),
+          newJobDocument({ owner: 'bench', idempotencyKey: randomUUID(), type: 'noop', input: {}, at }),
         );
         await coll.insertMany(docs, { ordered: false });
         for (const doc of docs) {
