@@ -160,7 +160,7 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     'database-replica-set': u('one MongoDB container (gap `database-replica-set`)'),
     ingress: u('no ingress; the operator fronts the producer with a proxy (gap `ingress`)'),
     'ingress-tls': u(
-      "the Docker provider has no TLS-terminating proxy; the operator terminates TLS in front of the producer (gap `ingress-tls`)",
+      'the Docker provider has no TLS-terminating proxy; the operator terminates TLS in front of the producer (gap `ingress-tls`)',
     ),
     'rolling-updates': u('a changed container is replaced (delete, then create)'),
     'disruption-budgets': u('single Docker host: nothing to budget'),

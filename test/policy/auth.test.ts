@@ -64,9 +64,9 @@ describe('the model refuses a published producer without authentication', () => 
     'rabbitmq-password': { source: SecretSource.file('.secrets/t/rabbitmq-password') },
   };
   const errorsOf = (producer: Record<string, unknown>): string[] =>
-    validate(
-      resolve(new JobSystem(undefined, 't', { secrets, producer }), { imageTag: () => 'src-000000000000' }),
-    ).map(formatModelError);
+    validate(resolve(new JobSystem(undefined, 't', { secrets, producer }), { imageTag: () => 'src-000000000000' })).map(
+      formatModelError,
+    );
 
   test('an ingress or a non-local published port without an api-keys secret is an error naming both', () => {
     expect(errorsOf({ ingressHost: 'jobs.example.com' })).toEqual([

@@ -72,7 +72,12 @@ describe('npm run images', () => {
     const root = mkdtempSync(join(tmpdir(), 'images-secrets-'));
     try {
       mkdirSync(join(root, '.secrets', 'prod'), { recursive: true });
-      const values = { 'api-keys': 'k', 'mongo-password': 'a', 'rabbitmq-erlang-cookie': 'b', 'rabbitmq-password': 'c' };
+      const values = {
+        'api-keys': 'k',
+        'mongo-password': 'a',
+        'rabbitmq-erlang-cookie': 'b',
+        'rabbitmq-password': 'c',
+      };
       for (const [name, value] of Object.entries(values)) writeFileSync(join(root, '.secrets', 'prod', name), value);
       const result = images(['--env', 'prod', '--secret-versions'], root);
       const v = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 12);

@@ -345,63 +345,63 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     '/v1/jobs',
     { config: { scope: 'jobs:read' } },
     async (request, reply) => {
-    const q = request.query;
-    const client = clientOf(request);
-    const errors: { path: string; message: string }[] = [];
-    const single = (name: string): string | undefined => {
-      const v = q[name];
-      if (Array.isArray(v)) {
-        errors.push({ path: `query:${name}`, message: 'expected one value' });
-        return undefined;
+      const q = request.query;
+      const client = clientOf(request);
+      const errors: { path: string; message: string }[] = [];
+      const single = (name: string): string | undefined => {
+        const v = q[name];
+        if (Array.isArray(v)) {
+          errors.push({ path: `query:${name}`, message: 'expected one value' });
+          return undefined;
+        }
+        return v === '' ? undefined : v;
+      };
+      const statusRaw = single('status');
+      const limitRaw = single('limit');
+      const cursorRaw = single('cursor');
+      let status: JobStatus | undefined;
+      if (statusRaw !== undefined) {
+        if ((JOB_STATUSES as readonly string[]).includes(statusRaw)) status = statusRaw as JobStatus;
+        else errors.push({ path: 'query:status', message: `expected one of ${JOB_STATUSES.join(', ')}` });
       }
-      return v === '' ? undefined : v;
-    };
-    const statusRaw = single('status');
-    const limitRaw = single('limit');
-    const cursorRaw = single('cursor');
-    let status: JobStatus | undefined;
-    if (statusRaw !== undefined) {
-      if ((JOB_STATUSES as readonly string[]).includes(statusRaw)) status = statusRaw as JobStatus;
-      else errors.push({ path: 'query:status', message: `expected one of ${JOB_STATUSES.join(', ')}` });
-    }
-    let limit = DEFAULT_PAGE_SIZE;
-    if (limitRaw !== undefined) {
-      if (/^\d+$/.test(limitRaw) && Number(limitRaw) >= 1 && Number(limitRaw) <= MAX_PAGE_SIZE)
-        limit = Number(limitRaw);
-      else errors.push({ path: 'query:limit', message: `expected an integer between 1 and ${MAX_PAGE_SIZE}` });
-    }
-    let beforeId: string | undefined;
-    if (cursorRaw !== undefined) {
-      beforeId = decodeCursor(cursorRaw);
-      if (beforeId === undefined)
-        errors.push({ path: 'query:cursor', message: 'expected a cursor returned by a previous page' });
-    }
-    if (errors.length > 0) {
-      return sendProblem(
-        reply,
-        problem(400, 'invalid-query', 'Bad Request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors),
-      );
-    }
-    try {
-      const owner = isAdmin(client) ? undefined : client.id;
-      const rows = await store.list({ status, limit: limit + 1, beforeId, owner });
-      const items = rows.slice(0, limit).map(toView);
-      const last = items[items.length - 1];
-      const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.id) : null;
-      const params = new URLSearchParams();
-      if (status !== undefined) params.set('status', status);
-      params.set('limit', String(limit));
-      if (nextCursor !== null) params.set('cursor', nextCursor);
-      return reply.send({
-        items,
-        nextCursor,
-        links: { next: nextCursor === null ? null : `/v1/jobs?${params.toString()}` },
-      });
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) return storeUnavailable(reply);
-      throw err;
-    }
-  },
+      let limit = DEFAULT_PAGE_SIZE;
+      if (limitRaw !== undefined) {
+        if (/^\d+$/.test(limitRaw) && Number(limitRaw) >= 1 && Number(limitRaw) <= MAX_PAGE_SIZE)
+          limit = Number(limitRaw);
+        else errors.push({ path: 'query:limit', message: `expected an integer between 1 and ${MAX_PAGE_SIZE}` });
+      }
+      let beforeId: string | undefined;
+      if (cursorRaw !== undefined) {
+        beforeId = decodeCursor(cursorRaw);
+        if (beforeId === undefined)
+          errors.push({ path: 'query:cursor', message: 'expected a cursor returned by a previous page' });
+      }
+      if (errors.length > 0) {
+        return sendProblem(
+          reply,
+          problem(400, 'invalid-query', 'Bad Request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors),
+        );
+      }
+      try {
+        const owner = isAdmin(client) ? undefined : client.id;
+        const rows = await store.list({ status, limit: limit + 1, beforeId, owner });
+        const items = rows.slice(0, limit).map(toView);
+        const last = items[items.length - 1];
+        const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.id) : null;
+        const params = new URLSearchParams();
+        if (status !== undefined) params.set('status', status);
+        params.set('limit', String(limit));
+        if (nextCursor !== null) params.set('cursor', nextCursor);
+        return reply.send({
+          items,
+          nextCursor,
+          links: { next: nextCursor === null ? null : `/v1/jobs?${params.toString()}` },
+        });
+      } catch (err) {
+        if (err instanceof StoreUnavailableError) return storeUnavailable(reply);
+        throw err;
+      }
+    },
   );
 
   app.get('/healthz', async () => ({ status: 'ok' }));

@@ -68,7 +68,9 @@ export function parseApiKeys(text: string, source: string): ApiClients {
       );
       ok = false;
     } else if (ids.has(id)) {
-      problems.push(`${at(1, 'client-id')}: got ${JSON.stringify(id)}, expected a client id not already on line ${ids.get(id)}`);
+      problems.push(
+        `${at(1, 'client-id')}: got ${JSON.stringify(id)}, expected a client id not already on line ${ids.get(id)}`,
+      );
       ok = false;
     }
     const scopes = new Set<Scope>();
@@ -88,7 +90,9 @@ export function parseApiKeys(text: string, source: string): ApiClients {
       );
       ok = false;
     } else if (hashes.has(tokenHash)) {
-      problems.push(`${at(3, 'sha256')}: the same token hash as line ${hashes.get(tokenHash)}, expected one token per client`);
+      problems.push(
+        `${at(3, 'sha256')}: the same token hash as line ${hashes.get(tokenHash)}, expected one token per client`,
+      );
       ok = false;
     }
     if (!ok) return;

@@ -8,7 +8,12 @@ import { RateLimiter } from '../../src/producer/ratelimit';
 import { HandlerRegistry } from '../../src/shared/registry';
 import { FakePublisher, FakeStore } from './fakes';
 
-const TOKENS = { alice: 'tok-alice-0123456789', bob: 'tok-bob-0123456789', root: 'tok-root-0123456789', ro: 'tok-ro-01' };
+const TOKENS = {
+  alice: 'tok-alice-0123456789',
+  bob: 'tok-bob-0123456789',
+  root: 'tok-root-0123456789',
+  ro: 'tok-ro-01',
+};
 const KEYS = `# comment line
 alice jobs:submit,jobs:read ${hashToken(TOKENS.alice)}
 bob   jobs:submit,jobs:read ${hashToken(TOKENS.bob)}   # trailing comment

@@ -69,7 +69,9 @@ describe('producer configuration', () => {
 
   it('names every missing or malformed variable with its value and what is expected', () => {
     expect(
-      problems(() => loadProducerConfig({ PORT: 'eighty', QUEUE_TYPE: 'stream', LOG_LEVEL: 'loud', AUTH_DISABLED: 'true' })),
+      problems(() =>
+        loadProducerConfig({ PORT: 'eighty', QUEUE_TYPE: 'stream', LOG_LEVEL: 'loud', AUTH_DISABLED: 'true' }),
+      ),
     ).toEqual([
       'AMQP_URL: missing, expected a value',
       'MONGO_URL: missing, expected a value',
