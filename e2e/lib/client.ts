@@ -112,10 +112,19 @@ export class JobsClient {
 
   async get(id: string, timeoutMs = 5000): Promise<JobView | 'not-found' | undefined> {
     try {
-      const res = await fetch(`${this.baseUrl}/v1/jobs/${id}`, {
+      let res = await fetch(`${this.baseUrl}/v1/jobs/${id}`, {
         headers: this.auth,
         signal: AbortSignal.timeout(timeoutMs),
       });
+      // The producer's per-client rate limit: settling many jobs reads faster than it allows. Wait as asked
+      // (capped), a bounded number of times.
+      for (let i = 0; i < 5 && res.status === 429; i++) {
+        await sleep(Math.min(Number(res.headers.get('retry-after') ?? '1') || 1, 2) * 1000);
+        res = await fetch(`${this.baseUrl}/v1/jobs/${id}`, {
+          headers: this.auth,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      }
       if (res.status === 404) return 'not-found';
       if (res.status !== 200) return undefined;
       const body: unknown = await res.json();
@@ -208,8 +217,8 @@ export class LoadRun {
         sub.accepted = true;
         return;
       }
-      if (r.status >= 400 && r.status < 500) return;
-      // 503 asks for Retry-After seconds; capped so a bounded run keeps moving.
+      if (r.status >= 400 && r.status < 500 && r.status !== 429) return;
+      // 503 and 429 ask for Retry-After seconds; capped so a bounded run keeps moving.
       const waitS = Math.min(Number(r.retryAfter ?? '1') || 1, 2);
       await sleep(waitS * 1000);
     }

@@ -140,7 +140,8 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
   // Authentication, then the rate limit (every authenticated request costs a token, refused ones too), then the
   // route's scope. Global onRequest hooks run before route hooks, so nothing of a request is looked at first.
   app.addHook('onRequest', async (request, reply) => {
-    if (!request.url.startsWith('/v1/')) return undefined;
+    // The raw URL and the matched route both count, so no spelling of a path reaches a /v1 handler unchecked.
+    if (!request.url.startsWith('/v1/') && !(request.routeOptions.url ?? '').startsWith('/v1/')) return undefined;
     let client: ApiClient | undefined;
     if (deps.apiClients === null) client = ANONYMOUS;
     else {
