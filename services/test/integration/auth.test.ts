@@ -161,7 +161,7 @@ describeIntegration('producer startup with a malformed keys file, and the index 
     expect(code).toBe(1);
     const out = producer.lines.join('\n');
     expect(out).toContain(
-      `API_KEYS_FILE "${ctx.keysFile}": line 2, field 3 (sha256): got 15 characters (not all hex digits), expected 64 lowercase hex digits`,
+      `API_KEYS_FILE "${ctx.keysFile}": line 2, field 3 (sha256): got 16 characters (not all hex digits), expected 64 lowercase hex digits`,
     );
     expect(out).not.toContain('plain-token-oops');
   });
