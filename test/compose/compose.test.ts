@@ -94,12 +94,14 @@ describe.each(ENVIRONMENTS)('compose.yaml for %s', (env) => {
 
   test('secrets come from top-level secrets and *_FILE variables, never from values', () => {
     // Only secrets a service mounts are declared; the cluster-only ones are the Kubernetes target's.
-    expect(Object.keys(compose.secrets).sort()).toEqual(['mongo-password', 'rabbitmq-password']);
+    expect(Object.keys(compose.secrets).sort()).toEqual(['api-keys', 'mongo-password', 'rabbitmq-password']);
     for (const [name, secret] of Object.entries(compose.secrets)) {
       expect(secret).toEqual({ file: `../../.secrets/${env}/${name}` });
     }
     const producer = compose.services.producer!;
-    expect(producer.secrets).toEqual(['mongo-password', 'rabbitmq-password']);
+    expect(producer.secrets).toEqual(['api-keys', 'mongo-password', 'rabbitmq-password']);
+    expect(producer.environment.API_KEYS_FILE).toBe('/run/secrets/api-keys');
+    expect(compose.services.consumer!.secrets).toEqual(['mongo-password', 'rabbitmq-password']);
     expect(producer.environment.MONGO_PASSWORD_FILE).toBe('/run/secrets/mongo-password');
     expect(producer.environment.AMQP_PASSWORD_FILE).toBe('/run/secrets/rabbitmq-password');
     expect(compose.services.mongo!.environment.MONGO_INITDB_ROOT_PASSWORD_FILE).toBe('/run/secrets/mongo-password');

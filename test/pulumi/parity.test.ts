@@ -61,7 +61,7 @@ const mebibytes = (v: string): number => (v.endsWith('G') ? Number(v.slice(0, -1
 
 describe.each([
   { env: 'dev' as const, accept: [] as string[] },
-  { env: 'prod' as const, accept: ['autoscaling', 'broker-cluster', 'database-replica-set', 'ingress'] },
+  { env: 'prod' as const, accept: ['autoscaling', 'broker-cluster', 'database-replica-set', 'ingress', 'ingress-tls'] },
 ])('Pulumi and Compose agree for $env', ({ env, accept }) => {
   let compose: Record<string, ComposeService>;
   let d: Deployment;
