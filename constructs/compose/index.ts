@@ -146,6 +146,14 @@ export function renderCompose(system: ResolvedSystem, context: SynthContext): { 
       });
     }
   }
+  if (system.ingressTls !== null) {
+    gaps.push({
+      target: 'compose',
+      feature: 'ingress-tls',
+      path: system.path,
+      detail: `cannot terminate TLS for ${system.ingressHost ?? ''} (Compose has no TLS-terminating proxy; terminate TLS in the proxy in front of the producer)`,
+    });
+  }
   if (system.ingressHost !== null) {
     gaps.push({
       target: 'compose',

@@ -676,10 +676,25 @@ class Builder {
       this.clientService(s, s.name);
       if (system.ingressHost !== null) {
         const http = s.ports.find((p) => p.name === 'http') ?? s.ports[0];
+        const tls = system.ingressTls;
+        // ingress-nginx redirects HTTP to HTTPS (308) once a host has TLS; force-ssl-redirect says so explicitly
+        // and keeps the redirect when TLS is terminated in front of the controller.
+        // @see https://kubernetes.github.io/ingress-nginx/user-guide/nginx-configuration/annotations/#server-side-https-enforcement-through-redirect
+        const annotations: Record<string, string> =
+          tls === null
+            ? {}
+            : {
+                'nginx.ingress.kubernetes.io/force-ssl-redirect': 'true',
+                ...(tls.clusterIssuer !== null ? { 'cert-manager.io/cluster-issuer': tls.clusterIssuer } : {}),
+              };
         new k8s.KubeIngress(this.scope, `${s.name}-ingress`, {
-          metadata: meta(system, s.name, labels),
+          metadata: {
+            ...meta(system, s.name, labels),
+            ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+          },
           spec: {
             ingressClassName: INGRESS_CONTROLLER.className,
+            ...(tls !== null ? { tls: [{ hosts: [system.ingressHost], secretName: tls.secretName }] } : {}),
             rules: [
               {
                 host: system.ingressHost,

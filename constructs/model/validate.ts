@@ -339,6 +339,31 @@ export function validate(system: ResolvedSystem): ModelError[] {
     const problem = volume.size.problem();
     if (problem) c.add(volume.path, 'size', problem);
   }
+  const producer = system.services.find((s) => s.kind === 'producer');
+  if (producer !== undefined) {
+    const beyond = [
+      ...(system.ingressHost !== null ? [`the ingress host ${JSON.stringify(system.ingressHost)}`] : []),
+      ...producer.publishedPorts
+        .filter((p) => p.hostIp !== '127.0.0.1')
+        .map((p) => `port ${p.hostPort} on ${p.hostIp}`),
+    ];
+    if (system.apiKeysSecret === null && beyond.length > 0) {
+      c.add(
+        producer.path,
+        'authentication',
+        `got no authentication (no "api-keys" secret declared, or ProducerAuth.disabled()), expected a declared "api-keys" secret or ProducerAuth.apiKeys(secret) because the producer is published beyond localhost (${beyond.join(', ')}); npm run secrets creates the file`,
+      );
+    }
+    if (system.ingressTls !== null) {
+      if (system.ingressHost === null) {
+        c.add(producer.path, 'ingressTls', 'got TLS settings without an ingress, expected ingressHost to be set too');
+      }
+      checkName(c, producer.path, 'ingressTls.secretName', system.ingressTls.secretName);
+      if (system.ingressTls.clusterIssuer !== null) {
+        checkName(c, producer.path, 'ingressTls.clusterIssuer', system.ingressTls.clusterIssuer);
+      }
+    }
+  }
   const brokerPath = system.services.find((s) => s.kind === 'broker')?.path ?? system.path;
   const broker = system.services.find((s) => s.kind === 'broker');
   if (broker && broker.replicas > 1) {

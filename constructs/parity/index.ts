@@ -30,6 +30,7 @@ export const FEATURES = [
   { id: 'broker-cluster', label: 'Broker cluster (prod: 3 nodes)' },
   { id: 'database-replica-set', label: 'Database replica set (prod: 3)' },
   { id: 'ingress', label: 'Ingress (prod)' },
+  { id: 'ingress-tls', label: 'TLS at the edge (prod)' },
   { id: 'rolling-updates', label: 'Rolling updates' },
   { id: 'disruption-budgets', label: 'Disruption budgets' },
 ] as const;
@@ -64,6 +65,7 @@ function swarmFeatures(): Record<string, FeatureSupport> {
     'broker cluster': 'broker-cluster',
     'database replica set': 'database-replica-set',
     ingress: 'ingress',
+    'ingress tls': 'ingress-tls',
     'rolling updates': 'rolling-updates',
     'disruption budgets': 'disruption-budgets',
   };
@@ -93,6 +95,7 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     'broker-cluster': na('the broker and database use official images'),
     'database-replica-set': na('the broker and database use official images'),
     ingress: na(RUNTIME),
+    'ingress-tls': na(RUNTIME),
     'rolling-updates': na(RUNTIME),
     'disruption-budgets': na(RUNTIME),
   },
@@ -112,6 +115,9 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     'broker-cluster': u('one RabbitMQ container on a single host (gap `broker-cluster`)'),
     'database-replica-set': u('one MongoDB container on a single host (gap `database-replica-set`)'),
     ingress: u('no ingress; the operator fronts the producer with a proxy (gap `ingress`)'),
+    'ingress-tls': u(
+      'Compose has no TLS-terminating proxy of its own; the operator terminates TLS in front of the producer (gap `ingress-tls`)',
+    ),
     'rolling-updates': u('`docker compose up` recreates changed containers'),
     'disruption-budgets': u('single host: nothing to budget'),
   },
@@ -136,6 +142,7 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     'broker-cluster': n('RabbitMQ StatefulSet with Kubernetes peer discovery and quorum queues'),
     'database-replica-set': n('MongoDB StatefulSet with a key file and an initiating Job'),
     ingress: n('`Ingress` for the producer'),
+    'ingress-tls': n('Ingress `tls` from the model (Secret name, cert-manager issuer annotation), HTTP→HTTPS redirect'),
     'rolling-updates': n('`RollingUpdate` strategies'),
     'disruption-budgets': n('a PodDisruptionBudget per service'),
   },
@@ -144,7 +151,9 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     autoscaling: u('standalone containers have no autoscaler (gap `autoscaling`)'),
     'health-checks': n('Docker `healthcheck`; `wait: true` until healthy'),
     'startup-ordering': e('`dependsOn` on the broker and database containers, which wait until healthy'),
-    secrets: e('secret config values uploaded as files (mode 0400), `*_FILE` variables; never in `envs`'),
+    secrets: e(
+      'secret config values written once into a per-service volume by a short-lived writer container (mode 0400, the service uid/gid), mounted read-only at /run/secrets; `*_FILE` variables; never in `envs`',
+    ),
     'resource-limits': n('`memory`, `cpus`, `memoryReservation`, `cpuShares`'),
     'read-only-root': n('`readOnly`, `tmpfs` /tmp with `size=`'),
     'non-root-user': n('numeric `user`'),
@@ -155,6 +164,9 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     'broker-cluster': u('one RabbitMQ container (gap `broker-cluster`)'),
     'database-replica-set': u('one MongoDB container (gap `database-replica-set`)'),
     ingress: u('no ingress; the operator fronts the producer with a proxy (gap `ingress`)'),
+    'ingress-tls': u(
+      'the Docker provider has no TLS-terminating proxy; the operator terminates TLS in front of the producer (gap `ingress-tls`)',
+    ),
     'rolling-updates': u('a changed container is replaced (delete, then create)'),
     'disruption-budgets': u('single Docker host: nothing to budget'),
   },

@@ -41,6 +41,10 @@ export const SWARM_FEATURES: Readonly<Record<string, SwarmFeature>> = {
     support: 'unsupported',
     note: 'routing mesh (TCP) or host ports, no HTTP host routing; gap `ingress`',
   },
+  'ingress tls': {
+    support: 'unsupported',
+    note: 'the routing mesh forwards TCP and terminates no TLS; the operator terminates TLS in front of the producer (gap `ingress-tls`)',
+  },
   'rolling updates': {
     support: 'native',
     note: '`update_config` with health-monitored rollback; start-first for stateless services',

@@ -235,6 +235,14 @@ export function swarmGaps(system: ResolvedSystem): Gap[] {
       }
     }
   }
+  if (system.ingressTls !== null) {
+    gaps.push({
+      target: 'swarm',
+      feature: 'ingress-tls',
+      path: system.path,
+      detail: `cannot terminate TLS for ${system.ingressHost ?? ''} (the routing mesh forwards TCP only; terminate TLS in the proxy in front of the producer)`,
+    });
+  }
   if (system.ingressHost !== null) {
     gaps.push({
       target: 'swarm',

@@ -275,6 +275,7 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
       projected: {
         defaultMode: 0o440,
         sources: [
+          { secret: { name: 'api-keys', items: [{ key: 'value', path: 'api-keys' }] } },
           { secret: { name: 'mongo-password', items: [{ key: 'value', path: 'mongo-password' }] } },
           { secret: { name: 'rabbitmq-password', items: [{ key: 'value', path: 'rabbitmq-password' }] } },
         ],
@@ -540,7 +541,14 @@ describe('replication, autoscaling and disruption in prod', () => {
   });
 
   test('the producer has an Ingress for the model’s host in prod and none in dev', async () => {
-    expect(find(await docsOf('prod'), 'Ingress', 'producer').spec).toEqual({
+    const ingress = find(await docsOf('prod'), 'Ingress', 'producer');
+    // TLS from the model: cert-manager issues the certificate into the named Secret; HTTP is redirected to HTTPS.
+    expect(ingress.metadata.annotations).toEqual({
+      'cert-manager.io/cluster-issuer': 'letsencrypt-prod',
+      'nginx.ingress.kubernetes.io/force-ssl-redirect': 'true',
+    });
+    expect(ingress.spec).toEqual({
+      tls: [{ hosts: ['jobs.example.com'], secretName: 'jobs-example-com-tls' }],
       ingressClassName: 'nginx',
       rules: [
         {
@@ -562,7 +570,7 @@ describe('secret values never reach any output', () => {
     const dir = mkdtempSync(join(tmpdir(), 'k8s-sentinel-'));
     const sentinel = `SENTINEL-${process.pid}-${Date.now()}-c0ffee`;
     try {
-      for (const n of ['mongo-password', 'rabbitmq-erlang-cookie', 'rabbitmq-password'])
+      for (const n of ['api-keys', 'mongo-password', 'rabbitmq-erlang-cookie', 'rabbitmq-password'])
         writeFileSync(join(dir, n), sentinel);
       const opts = { resolveOptions: { repoRoot: REPO_ROOT, imageTag: () => 'src-000000000000' } };
       // Every target on a single-node model (the others report clusters as gaps); Kubernetes also on a cluster.

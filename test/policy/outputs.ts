@@ -62,7 +62,7 @@ export interface PulumiContainer {
   restart?: string;
   maxRetryCount?: number;
   ports?: { internal: number; external?: number; ip?: string }[];
-  volumes?: { volumeName?: string; hostPath?: string; containerPath?: string }[];
+  volumes?: { volumeName?: string; hostPath?: string; containerPath?: string; readOnly?: boolean }[];
   mounts?: { type?: string; source?: string; target?: string }[];
   networksAdvanced?: { name: string; aliases?: string[] }[];
   envs?: string[];
