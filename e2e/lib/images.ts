@@ -27,6 +27,8 @@ interface Versions {
   readonly node: Readonly<Record<string, { readonly npm: string }>>;
   readonly ferretdb: string;
   readonly mongosh: string;
+  /** The npm that installs mongosh on the host (11.6.2 cannot). */
+  readonly mongoshNpm: string;
   readonly debianSuite: string;
 }
 
@@ -166,16 +168,31 @@ async function ferretDb(ctx: ImageContext, version: string): Promise<string> {
 }
 
 /**
- * mongosh from npm, installed by the host's npm: npm 11.6.2 (the one the Node image bundles) fails resolving
- * mongosh's tree ("paths[0]" TypeError), so it is installed outside the image and copied in.
+ * mongosh from npm, installed outside the image and copied in: npm 11.6.2 (the one the Node image bundles, and the one
+ * bootstrap puts first on the host's PATH) fails resolving mongosh's tree ("paths[0]" TypeError), so the install runs
+ * with the npm `versions.json` pins for it (`mongoshNpm`), whatever npm the host has.
  */
-async function mongosh(ctx: ImageContext, version: string): Promise<string> {
+async function mongosh(ctx: ImageContext, version: string, npmVersion: string): Promise<string> {
   return produce(join(ctx.cacheDir, `mongosh-${version}`), async (tmp) => {
-    ctx.log(`installing mongosh ${version} from npm (first run only)`);
+    ctx.log(`installing mongosh ${version} from npm with npm ${npmVersion} (first run only)`);
     mkdirSync(tmp, { recursive: true });
     await check(
       'npm',
-      ['install', '--prefix', tmp, '--omit=optional', '--no-audit', '--no-fund', '--no-save', `mongosh@${version}`],
+      [
+        'exec',
+        '--yes',
+        `--package=npm@${npmVersion}`,
+        '--',
+        'npm',
+        'install',
+        '--prefix',
+        tmp,
+        '--omit=optional',
+        '--no-audit',
+        '--no-fund',
+        '--no-save',
+        `mongosh@${version}`,
+      ],
       {
         timeoutMs: 900_000,
       },
@@ -288,7 +305,7 @@ export async function ensureImages(ctx: ImageContext, needs: ImageNeeds): Promis
 
   const mongoImage = 'async-jobs-e2e/mongo:ferretdb';
   const ferret = await ferretDb(ctx, versions.ferretdb);
-  const shell = await mongosh(ctx, versions.mongosh);
+  const shell = await mongosh(ctx, versions.mongosh, versions.mongoshNpm);
   ctx.log(`building ${mongoImage} (FerretDB ${versions.ferretdb}, mongosh ${versions.mongosh})`);
   const mongoCtx = stage(ctx, 'mongo', {
     ...Object.fromEntries(readdirSync(materialDir(ctx, 'mongo')).map((f) => [f, join(materialDir(ctx, 'mongo'), f)])),
