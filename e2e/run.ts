@@ -425,7 +425,7 @@ async function main(): Promise<number> {
       await kubernetesPhase(report, {
         repo: REPO,
         manifestPath,
-        secretFiles: compose.secretFiles,
+        secretsDir: join(REPO, '.secrets', opts.env),
         mongoPasswordFile,
         faults: opts.faults,
         keep: opts.keep,

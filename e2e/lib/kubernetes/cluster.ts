@@ -8,7 +8,17 @@
  * @see e2e/README.md (Kubernetes) for every way this differs from a real cluster, and why.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { check, run, sleep, waitFor } from '../exec.ts';
 import { type ClusterTools } from './tools.ts';
@@ -83,6 +93,8 @@ export class LocalCluster {
     if (child.pid === undefined) throw new Error(`${name} did not start`);
     child.unref();
     const p: Proc = { name, pid: child.pid, exited: false };
+    // For a person cleaning up after --keep (e2e/README.md).
+    appendFileSync(join(this.dir, 'pids'), `${name} ${child.pid}\n`);
     child.on('exit', () => {
       p.exited = true;
     });

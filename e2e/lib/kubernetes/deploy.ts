@@ -5,7 +5,9 @@
  * the shared ones. The API is reached through `kubectl port-forward svc/producer`, as the README documents.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { run, sleep, waitFor, type RunResult } from '../exec.ts';
 import { type ContainerState, type Deployment } from '../deploy.ts';
@@ -96,15 +98,17 @@ export class KubernetesDeployment implements Deployment {
   /** stderr of the apply: PodSecurity and deprecation warnings land here. */
   applyWarnings: string[] = [];
   private readonly cluster: LocalCluster;
-  private readonly secretFiles: Readonly<Record<string, string>>;
+  private readonly secretsDir: string;
   private portForward: ChildProcess | undefined;
   private stopping = false;
 
-  constructor(cluster: LocalCluster, manifest: Manifest, secretFiles: Readonly<Record<string, string>>) {
+  /** `secretsDir` is `.secrets/<env>`, where the README's loop reads each secret from. */
+  constructor(cluster: LocalCluster, manifest: Manifest, secretsDir: string) {
     this.cluster = cluster;
     this.manifest = manifest;
     this.project = manifest.namespace;
-    this.secretFiles = secretFiles;
+    this.secretsDir = secretsDir;
+    const secretFiles = Object.fromEntries(manifest.secrets.map((s) => [s, join(secretsDir, s)]));
     const services: Record<string, ServiceFile> = {};
     for (const [name, w] of manifest.workloads) {
       const c = o(a(o(o(w.spec.template).spec).containers)[0]);
@@ -138,8 +142,12 @@ export class KubernetesDeployment implements Deployment {
     if (r.code !== 0) throw new Error(`kubectl apply -f ${this.manifest.path}: ${r.stderr.trim()}`);
     this.applyWarnings = r.stderr.split('\n').filter((l) => /warning/i.test(l));
     for (const s of this.manifest.secrets) {
-      const file = this.secretFiles[s];
-      if (file === undefined) throw new Error(`secret ${s}: no .secrets file for it (the Compose file names none)`);
+      const file = join(this.secretsDir, s);
+      // As `npm run secrets` would: random content when the file is missing (the Erlang cookie has no Compose use).
+      if (!existsSync(file) || statSync(file).size === 0) {
+        mkdirSync(this.secretsDir, { recursive: true, mode: 0o700 });
+        writeFileSync(file, randomBytes(24).toString('base64url'), { mode: 0o600 });
+      }
       const c = await this.cluster.kubectlRun(this.ns(['create', 'secret', 'generic', s, `--from-file=value=${file}`]));
       if (c.code !== 0 && !/AlreadyExists/.test(c.stderr)) throw new Error(`create secret ${s}: ${c.stderr.trim()}`);
     }

@@ -28,7 +28,8 @@ import { ensureClusterTools, KUBERNETES_VERSION } from './tools.ts';
 export interface KubernetesPhaseOptions {
   readonly repo: string;
   readonly manifestPath: string;
-  readonly secretFiles: Readonly<Record<string, string>>;
+  /** `.secrets/<env>`: the README creates each Kubernetes Secret from the file of its name there. */
+  readonly secretsDir: string;
   readonly mongoPasswordFile: string;
   readonly faults: boolean;
   readonly keep: boolean;
@@ -317,7 +318,7 @@ export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions)
       return true;
     });
     if (started === undefined) throw new PhaseFailed('kubernetes: cluster up');
-    dep = new KubernetesDeployment(cluster, manifest, o.secretFiles);
+    dep = new KubernetesDeployment(cluster, manifest, o.secretsDir);
     const d = dep;
     const up = await report.phase(
       `kubernetes: deploy ${o.manifestPath.replace(`${o.repo}/`, '')} as the README says`,

@@ -107,15 +107,21 @@ function builds(repo: string): GoBuild[] {
 async function goBuild(repo: string, b: GoBuild, log: (line: string) => void): Promise<Record<string, string>> {
   const bin = join(repo, '.tools', 'k8s', b.version, 'bin');
   const out = Object.fromEntries(Object.keys(b.binaries).map((n) => [n, join(bin, n)]));
-  const missing = Object.entries(b.binaries).filter(([n]) => !existsSync(join(bin, n)));
+  const lock = process.env.E2E_BUILD_LOCK;
+  let missing = Object.entries(b.binaries).filter(([n]) => !existsSync(join(bin, n)));
   if (missing.length === 0) return out;
+  if (lock !== undefined && lock !== '') {
+    // Someone holding the lock may be building these very binaries: wait for them, then look again.
+    await check('flock', [lock, 'true'], { timeoutMs: 3_600_000 });
+    missing = missing.filter(([n]) => !existsSync(join(bin, n)));
+    if (missing.length === 0) return out;
+  }
   mkdirSync(bin, { recursive: true });
   const staging = join(bin, '.staging');
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging);
   const t0 = Date.now();
   const args = ['build', '-trimpath', '-ldflags', b.ldflags, '-o', `${staging}/`, ...missing.map(([, p]) => p)];
-  const lock = process.env.E2E_BUILD_LOCK;
   log(`building ${missing.map(([n]) => n).join(', ')} (${b.version}) from e2e/k8s/gomod/${b.module}`);
   const env = { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly -buildvcs=false', ...b.env };
   const opts = { cwd: join(repo, 'e2e', 'k8s', 'gomod', b.module), env, timeoutMs: 3_600_000 };
