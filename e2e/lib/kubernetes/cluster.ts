@@ -102,6 +102,12 @@ export class LocalCluster {
     return p;
   }
 
+  /** Whether a process this run started is still running (kube-router must be, for the policy checks to mean anything). */
+  running(name: string): boolean {
+    const p = this.procs.find((x) => x.name === name);
+    return p !== undefined && !p.exited && isAlive(p.pid);
+  }
+
   logTail(name: string, lines = 15): string {
     const f = join(this.dir, 'logs', `${name}.log`);
     return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').slice(-lines).join('\n') : '';
@@ -454,9 +460,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       `TCP-LISTEN:6443,bind=${GATEWAY},reuseaddr,fork`,
       'TCP:127.0.0.1:6443',
     ]);
+    await this.kubectl(['apply', '--server-side', '--field-manager=async-jobs-e2e', '-f', '-'], {
+      input: clusterDnsObjects(GATEWAY, DNS_SERVICE_IP, COREDNS_IMAGE),
+    });
+  }
+
+  /** kube-router identifies its node by name, so it starts once the kubelet has registered it. */
+  private async kubeRouter(): Promise<void> {
+    const kc = (u: string): string => join(this.dir, 'kubeconfig', `${u}.conf`);
     // kube-router finds ipset on PATH; it enforces NetworkPolicy only (no routing, no service proxy), and its
     // health server (all interfaces) is off.
-    this.spawnProcess('kube-router', this.tools.kubeRouter, [
+    const p = this.spawnProcess('kube-router', this.tools.kubeRouter, [
       `--kubeconfig=${kc('admin')}`,
       `--hostname-override=${NODE_NAME}`,
       '--run-router=false',
@@ -468,8 +482,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       '--metrics-port=0',
       '-v=1',
     ]);
-    await this.kubectl(['apply', '--server-side', '--field-manager=async-jobs-e2e', '-f', '-'], {
-      input: clusterDnsObjects(GATEWAY, DNS_SERVICE_IP, COREDNS_IMAGE),
+    await this.waitUp(p, 'kube-router to install its firewall chains', 60_000, async () => {
+      const r = await run('iptables', ['-S', 'KUBE-ROUTER-FORWARD']);
+      return r.code === 0;
     });
   }
 
@@ -498,7 +513,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     // An image import failing is reported after the control plane is up, not as an unhandled rejection.
     images.catch(() => undefined);
     await timed('control plane', () => this.controlPlane());
-    await timed('networking (kube-proxy, kube-router, API relay)', () => this.networking());
+    await timed('networking (kube-proxy, API relay, CoreDNS objects)', () => this.networking());
     await timed('node Ready', async () => {
       await images;
       this.kubelet();
@@ -520,6 +535,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         throw new Error(`${e instanceof Error ? e.message : String(e)}\n${this.logTail('kubelet')}`);
       });
     });
+    await timed('kube-router', () => this.kubeRouter());
     await timed('CoreDNS rollout', async () => {
       await this.kubectl(['-n', 'kube-system', 'rollout', 'status', 'deployment/coredns', '--timeout=120s'], {
         timeoutMs: 130_000,

@@ -295,10 +295,6 @@ export class KubernetesDeployment implements Deployment {
     const left: string[] = [];
     if ((await this.cluster.kubectlRun(['get', 'namespace', this.manifest.namespace])).code === 0)
       left.push(`namespace ${this.manifest.namespace}`);
-    const pvs = (await this.cluster.kubectl(['get', 'pv', '-o', 'jsonpath={.items[*].spec.claimRef.namespace}']))
-      .split(' ')
-      .filter((n) => n === this.manifest.namespace);
-    if (pvs.length > 0) left.push(`${pvs.length} PersistentVolumes bound to ${this.manifest.namespace}`);
     return left;
   }
 

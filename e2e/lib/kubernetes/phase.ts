@@ -198,7 +198,9 @@ async function checkPodSecurity(report: Report, cluster: LocalCluster, dep: Kube
 const CONNECT = `const s=require('net').connect(+process.argv[2],process.argv[1]);s.setTimeout(3000);s.on('connect',()=>{console.log('open');process.exit(0)});s.on('timeout',()=>{console.log('timeout');process.exit(0)});s.on('error',(e)=>{console.log(e.code);process.exit(0)})`;
 const LOOKUP = `require('dns').lookup(process.argv[1],(e,a)=>{console.log(e?e.code:a)})`;
 
-async function checkNetworkPolicy(report: Report, dep: KubernetesDeployment): Promise<void> {
+async function checkNetworkPolicy(report: Report, cluster: LocalCluster, dep: KubernetesDeployment): Promise<void> {
+  if (!cluster.running('kube-router'))
+    throw new Error(`kube-router is not running:\n${cluster.logTail('kube-router', 8)}`);
   const probeImage = dep.file.services[PRODUCER]?.image ?? '';
   const probe = {
     apiVersion: 'v1',
@@ -336,7 +338,7 @@ export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions)
     if (up === undefined) throw new PhaseFailed('kubernetes: deploy');
     await report.phase('kubernetes: pod checks', () => checkPods(report, d));
     await report.phase('kubernetes: PodSecurity', () => checkPodSecurity(report, cluster, d));
-    await report.phase('kubernetes: NetworkPolicy (kube-router)', () => checkNetworkPolicy(report, d));
+    await report.phase('kubernetes: NetworkPolicy (kube-router)', () => checkNetworkPolicy(report, cluster, d));
     const url = await report.phase('kubernetes: port-forward svc/producer', async () => {
       const u = await d.forwardProducer(PRODUCER, 8080);
       report.log(`kubectl -n ${manifest.namespace} port-forward svc/producer → ${u}`);
@@ -377,9 +379,20 @@ export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions)
           dep.stopForward();
           await dep.down().catch((e: unknown) => report.log(`delete: ${e instanceof Error ? e.message : String(e)}`));
           const left = await dep.leftovers().catch(() => [] as string[]);
-          report.check('kubernetes deletion leaves no namespace or bound volumes', left.length === 0, left.join(', '));
+          report.check('kubernetes kubectl delete -f leaves no namespace', left.length === 0, left.join(', '));
         }
-        await cluster.kubectlRun(['delete', 'pv,storageclass', '-l', 'async-jobs-e2e=volume', '--wait=false']);
+        const pv = await cluster.kubectlRun([
+          'delete',
+          'pv,storageclass',
+          '-l',
+          'async-jobs-e2e=volume',
+          '--timeout=60s',
+        ]);
+        report.check(
+          'kubernetes PersistentVolumes and StorageClass of the run deleted',
+          pv.code === 0,
+          pv.code === 0 ? pv.stdout.trim().split('\n').length + ' objects' : pv.stderr.trim(),
+        );
         const left = await cluster.stop();
         report.check(
           'kubernetes teardown leaves no process, mount, bridge or iptables rule',
