@@ -546,7 +546,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
   /** Stops what `start` started, in reverse, and undoes every host change; returns what is left over. */
   async stop(): Promise<string[]> {
+    // The cluster's own pods (CoreDNS) go first, through the kubelet, so their sandboxes and network are torn down
+    // by CNI; containers outlive a stopped kubelet and containerd (their shims keep running).
+    if (this.running('kube-apiserver') && this.running('kubelet')) {
+      await this.kubectlRun(
+        ['-n', 'kube-system', 'delete', 'deployment', 'coredns', '--ignore-not-found', '--timeout=60s'],
+        {
+          timeoutMs: 70_000,
+        },
+      );
+      await waitFor('the node to have no pods', 90_000, async () => {
+        const r = await run('ctr', ['-a', this.containerdSocket, '-n', 'k8s.io', 'tasks', 'ls', '-q']);
+        return r.code === 0 && r.stdout.trim() === '' ? true : undefined;
+      }).catch((e: unknown) => this.log(e instanceof Error ? e.message : String(e)));
+    }
     for (const p of [...this.procs].reverse()) await stopProcess(p, this.log);
+    // Shims (and their containers) still running for this run's containerd: ended by PID.
+    for (const pid of this.shims()) {
+      for (const child of childrenOf(pid)) killQuietly(child);
+      killQuietly(pid);
+      this.log(`ended containerd shim ${pid} left running`);
+    }
     if (existsSync(this.tools.kubeProxy))
       await run(this.tools.kubeProxy, ['--cleanup', '--proxy-mode=iptables'], { timeoutMs: 60_000 });
     await this.removeOwnIptables();
@@ -607,9 +627,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
   }
 
+  /** containerd shims serving this run's containerd (their command line names its socket). */
+  private shims(): number[] {
+    return processes()
+      .filter(({ cmdline }) => cmdline.includes('containerd-shim') && cmdline.includes(this.dir))
+      .map(({ pid }) => pid);
+  }
+
   async leftovers(): Promise<string[]> {
     const left: string[] = [];
     for (const p of this.procs) if (isAlive(p.pid)) left.push(`process ${p.name} (${p.pid})`);
+    for (const pid of this.shims()) left.push(`containerd shim ${pid}`);
     if ((await run('ip', ['link', 'show', BRIDGE])).code === 0) left.push(`bridge ${BRIDGE}`);
     const mounts = readFileSync('/proc/mounts', 'utf8')
       .split('\n')
@@ -621,6 +649,35 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     const chains = now.filter((r) => /^:/.test(r) && !this.iptablesBefore.has(r) && OWN_CHAIN.test(r.slice(1)));
     if (chains.length > 0) left.push(`iptables chains ${chains.map((c) => c.split(' ')[0]).join(' ')}`);
     return left;
+  }
+}
+
+function processes(): { pid: number; ppid: number; cmdline: string }[] {
+  const out: { pid: number; ppid: number; cmdline: string }[] = [];
+  for (const d of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const cmdline = readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      out.push({ pid: Number(d), ppid, cmdline });
+    } catch {
+      // The process ended while being read.
+    }
+  }
+  return out;
+}
+
+function childrenOf(pid: number): number[] {
+  return processes()
+    .filter((p) => p.ppid === pid)
+    .map((p) => p.pid);
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already gone.
   }
 }
 
