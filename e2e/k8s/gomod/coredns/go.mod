@@ -1,4 +1,4 @@
-module asyncjobs.local/e2e/k8s/build/coredns
+module asyncjobs.local/e2e/k8s/gomod/coredns
 
 go 1.24.0
 

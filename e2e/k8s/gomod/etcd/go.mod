@@ -1,4 +1,4 @@
-module asyncjobs.local/e2e/k8s/build/etcd
+module asyncjobs.local/e2e/k8s/gomod/etcd
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module asyncjobs.local/e2e/k8s/build/kube-router
+module asyncjobs.local/e2e/k8s/gomod/kube-router
 
 go 1.26.0
 

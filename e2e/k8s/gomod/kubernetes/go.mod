@@ -1,4 +1,4 @@
-module asyncjobs.local/e2e/k8s/build/kubernetes
+module asyncjobs.local/e2e/k8s/gomod/kubernetes
 
 go 1.24.0
 
