@@ -133,6 +133,10 @@ export class LocalCluster {
   /** Host preconditions, each change recorded for `stop()`. */
   private async hostSetup(): Promise<void> {
     this.iptablesBefore = new Set(await this.iptablesRules());
+    // The kubelet and libcni create these whatever they are told; removed at the end if this run made them.
+    for (const d of ['/var/lib/kubelet', '/var/lib/cni'])
+      if (!existsSync(d))
+        this.undo.push({ what: d, fn: () => Promise.resolve(rmSync(d, { recursive: true, force: true })) });
     const nf = '/proc/sys/net/bridge/bridge-nf-call-iptables';
     if (!existsSync(nf) || readFileSync(nf, 'utf8').trim() !== '1')
       throw new Error(`${nf}: expected 1 (bridged pod traffic must pass iptables for Services and NetworkPolicy)`);
