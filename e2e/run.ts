@@ -16,6 +16,7 @@ import { ComposeDeployment, SwarmDeployment, type Deployment } from './lib/deplo
 import { check, docker, run } from './lib/exec.ts';
 import { dockerfileBases, readDeployFile, type DeployFile } from './lib/files.ts';
 import { ensureImages } from './lib/images.ts';
+import { kubernetesPhase } from './lib/kubernetes/phase.ts';
 import { PhaseFailed, Report } from './lib/report.ts';
 import {
   brokerRestart,
@@ -32,20 +33,22 @@ import {
 
 const HELP = `Usage: npm run e2e -- [options]
 
-Runs the synthesized dist/<env>/ files on a real Docker engine: stand-in images (no registry), the service images
-from the synthesized Dockerfiles, Compose up + smoke + faults, Swarm deploy + smoke, teardown. Starts dockerd
-when none answers and stops what it started. Prints a report; the last line is "N passed, N failed".
+Runs the synthesized dist/<env>/ files on a real Docker engine and a local Kubernetes: stand-in images (no
+registry), the service images from the synthesized Dockerfiles, Compose up + smoke + faults, Swarm deploy + smoke,
+a single-node Kubernetes built from package registries (cached in .tools/k8s) with the manifest deployed as the
+README says + pod, PodSecurity and NetworkPolicy checks + smoke + faults, teardown. Starts dockerd when none
+answers and stops what it started. Prints a report; the last line is "N passed, N failed".
 
 Options:
   --env <name>        Environment whose files to run (default: dev)
   --dist <dir>        Where the synthesized files are (default: dist)
-  --only <target>     compose or swarm (default: both)
+  --only <target>     compose, swarm or kubernetes (default: all three)
   --no-faults         Skip the fault scenarios
   --swarm-faults <l>  Faults to run on Swarm too: comma-separated names, all, or none
                       (default: consumer-kill,scale-consumers; Compose always runs all four)
   --compose <v>       v2 (default; built from the Go module proxy once, cached) or v1 (Debian's docker-compose 1.29)
   --no-build          Use the service images already tagged (e.g. by \`npm run images\`) instead of building them
-  --keep              Leave the deployment (and dockerd, the swarm) running for inspection
+  --keep              Leave the deployment (and dockerd, the swarm, the cluster) running for inspection
   -h, --help          Show this help
 
 Exit codes: 0 all checks passed, 1 a check failed, 2 bad options.`;
@@ -57,7 +60,7 @@ const CACHE = join(REPO, '.tools', 'e2e-cache');
 interface Options {
   readonly env: string;
   readonly dist: string;
-  readonly only: 'compose' | 'swarm' | undefined;
+  readonly only: 'compose' | 'swarm' | 'kubernetes' | undefined;
   readonly faults: boolean;
   readonly swarmFaults: ReadonlySet<string>;
   readonly keep: boolean;
@@ -90,8 +93,8 @@ function options(): Options {
     process.stdout.write(`${HELP}\n`);
     process.exit(0);
   }
-  if (v.only !== undefined && v.only !== 'compose' && v.only !== 'swarm') {
-    process.stderr.write(`e2e: --only: got ${JSON.stringify(v.only)}, expected compose or swarm\n`);
+  if (v.only !== undefined && v.only !== 'compose' && v.only !== 'swarm' && v.only !== 'kubernetes') {
+    process.stderr.write(`e2e: --only: got ${JSON.stringify(v.only)}, expected compose, swarm or kubernetes\n`);
     process.exit(2);
   }
   if (v.compose !== 'v1' && v.compose !== 'v2') {
@@ -305,6 +308,8 @@ async function main(): Promise<number> {
   const envDir = join(opts.dist, opts.env);
   const composePath = join(envDir, 'compose.yaml');
   const stackPath = join(envDir, 'docker-stack.yml');
+  const manifestPath = join(envDir, 'kubernetes.k8s.yaml');
+  const runs = (t: 'compose' | 'swarm' | 'kubernetes'): boolean => opts.only === undefined || opts.only === t;
   const faultReports: string[] = [];
   let daemon: Daemon | undefined;
   let swarm: { initialized: boolean; gwbridgeBefore: boolean } | undefined;
@@ -312,9 +317,11 @@ async function main(): Promise<number> {
   try {
     mkdirSync(CACHE, { recursive: true });
     const compose = readDeployFile(composePath);
-    const stack = opts.only !== 'compose' && existsSync(stackPath) ? readDeployFile(stackPath) : undefined;
-    if (opts.only !== 'compose' && stack === undefined)
+    const stack = runs('swarm') && existsSync(stackPath) ? readDeployFile(stackPath) : undefined;
+    if (runs('swarm') && stack === undefined)
       report.check('the Swarm stack file exists', false, `${stackPath} not found`);
+    if (runs('kubernetes') && !existsSync(manifestPath))
+      report.check('the Kubernetes manifest exists', false, `${manifestPath} not found`);
 
     const dockerfiles = new Map<string, string>();
     for (const name of Object.keys(compose.services)) {
@@ -376,7 +383,7 @@ async function main(): Promise<number> {
     ensureSecrets(report, [compose, ...(stack === undefined ? [] : [stack])]);
     const mongoPasswordFile = compose.secretFiles['mongo-password'] ?? '';
 
-    if (opts.only !== 'swarm') {
+    if (runs('compose')) {
       const cli = await report.phase(
         'compose CLI',
         async () => {
@@ -418,6 +425,18 @@ async function main(): Promise<number> {
           mongoPasswordFile,
           faultReports,
         );
+    }
+
+    if (runs('kubernetes') && existsSync(manifestPath)) {
+      await kubernetesPhase(report, {
+        repo: REPO,
+        manifestPath,
+        secretsDir: join(REPO, '.secrets', opts.env),
+        mongoPasswordFile,
+        faults: opts.faults,
+        keep: opts.keep,
+        faultReports,
+      });
     }
   } catch (e) {
     if (!(e instanceof PhaseFailed))

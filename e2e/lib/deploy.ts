@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { check, docker, run, sleep, waitFor } from './exec.ts';
+import { check, docker, run, sleep, waitFor, type RunResult } from './exec.ts';
 import { type DeployFile } from './files.ts';
 
 export interface ContainerState {
@@ -24,13 +24,15 @@ export interface ContainerState {
 }
 
 export interface Deployment {
-  readonly kind: 'compose' | 'swarm';
+  readonly kind: 'compose' | 'swarm' | 'kubernetes';
   readonly file: DeployFile;
   /** What the run created, for teardown and the report. */
   readonly project: string;
   up(): Promise<void>;
   /** Running containers of one service. */
   containers(service: string): Promise<ContainerState[]>;
+  /** Runs a command in one of them (`docker exec`, `kubectl exec`). */
+  exec(container: ContainerState, argv: readonly string[], timeoutMs?: number): Promise<RunResult>;
   scale(service: string, replicas: number): Promise<void>;
   /** Restarts a service's containers the target's way; returns how. */
   restart(service: string): Promise<string>;
@@ -159,6 +161,10 @@ export class ComposeDeployment implements Deployment {
     return inspectContainers(ids, 'com.docker.compose.service', '');
   }
 
+  exec(c: ContainerState, argv: readonly string[], timeoutMs = 60_000): Promise<RunResult> {
+    return run('docker', ['exec', c.id, ...argv], { timeoutMs });
+  }
+
   async scale(service: string, replicas: number): Promise<void> {
     await this.compose([
       'up',
@@ -241,6 +247,10 @@ export class SwarmDeployment implements Deployment {
   async containers(service: string): Promise<ContainerState[]> {
     const ids = await ps([`label=com.docker.swarm.service.name=${this.project}_${service}`]);
     return inspectContainers(ids, 'com.docker.swarm.service.name', `${this.project}_`);
+  }
+
+  exec(c: ContainerState, argv: readonly string[], timeoutMs = 60_000): Promise<RunResult> {
+    return run('docker', ['exec', c.id, ...argv], { timeoutMs });
   }
 
   async scale(service: string, replicas: number): Promise<void> {

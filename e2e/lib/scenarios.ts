@@ -226,11 +226,9 @@ async function databaseCounts(
   if (mongo === undefined) return undefined;
   const password = readFileSync(ctx.mongoPasswordFile, 'utf8').trim();
   const script = `const q={idempotencyKey:{$regex:'^${label}-'}};print(JSON.stringify({rerun:db.jobs.countDocuments({...q,runs:{$gt:1}}),documents:db.jobs.countDocuments(q)}))`;
-  const r = await run(
-    'docker',
+  const r = await ctx.dep.exec(
+    mongo,
     [
-      'exec',
-      mongo.id,
       'mongosh',
       '--quiet',
       '--norc',
@@ -238,7 +236,7 @@ async function databaseCounts(
       '--eval',
       script,
     ],
-    { timeoutMs: 60_000 },
+    60_000,
   );
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
