@@ -433,6 +433,7 @@ async function main(): Promise<number> {
         manifestPath,
         secretsDir: join(REPO, '.secrets', opts.env),
         mongoPasswordFile,
+        token: E2E_TOKEN,
         faults: opts.faults,
         keep: opts.keep,
         faultReports,

@@ -31,6 +31,8 @@ export interface KubernetesPhaseOptions {
   /** `.secrets/<env>`: the README creates each Kubernetes Secret from the file of its name there. */
   readonly secretsDir: string;
   readonly mongoPasswordFile: string;
+  /** The e2e client's bearer token (its hash is in `<secretsDir>/api-keys`). */
+  readonly token: string;
   readonly faults: boolean;
   readonly keep: boolean;
   readonly faultReports: string[];
@@ -345,7 +347,7 @@ export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions)
       return u;
     });
     if (url === undefined) throw new PhaseFailed('kubernetes: port-forward');
-    const client = new JobsClient(url);
+    const client = new JobsClient(url, o.token);
     await report.phase('kubernetes: smoke', () => smoke(report, d, client));
     if (o.faults) {
       const ctx: FaultContext = {
