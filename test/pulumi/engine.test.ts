@@ -226,6 +226,20 @@ describe("inputs in the Docker provider's read-back forms", () => {
       }
     });
 
+    test('capabilities carry the CAP_ prefix Docker stores, and every volume mount says whether it is read-only', () => {
+      for (const r of containers) {
+        const c = containerInputs(r) as { capabilities?: { adds?: string[] }; volumes?: { readOnly?: boolean }[] };
+        for (const cap of c.capabilities?.adds ?? [])
+          expect({ container: r.name, cap }).toMatchObject({ cap: /^CAP_/ });
+        for (const v of c.volumes ?? []) {
+          expect({ container: r.name, readOnly: typeof v.readOnly }).toEqual({
+            container: r.name,
+            readOnly: 'boolean',
+          });
+        }
+      }
+    });
+
     test('no container combines a read-only root filesystem with uploads (Docker refuses the copy)', () => {
       expect(containers.length).toBeGreaterThan(0);
       for (const r of containers) {

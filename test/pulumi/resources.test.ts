@@ -243,7 +243,11 @@ describe.each([
         [...s.networks].sort().map((n) => ({ name: scopedName(system, n), aliases: [s.name] })),
       );
       expect(c.volumes).toEqual([
-        ...s.volumeMounts.map((m) => ({ volumeName: scopedName(system, m.volume), containerPath: m.path })),
+        ...s.volumeMounts.map((m) => ({
+          volumeName: scopedName(system, m.volume),
+          containerPath: m.path,
+          readOnly: false,
+        })),
         { volumeName: scopedName(system, `${s.name}-secrets`), containerPath: '/run/secrets', readOnly: true },
       ]);
       expect(d.recorder.options.get(r.name)).toMatchObject({
@@ -292,7 +296,7 @@ describe.each([
         user: '0:0',
         networkMode: 'none',
         readOnly: false,
-        capabilities: { drops: ['ALL'], adds: ['CHOWN'] },
+        capabilities: { drops: ['ALL'], adds: ['CAP_CHOWN'] },
         securityOpts: ['no-new-privileges:true'],
         healthcheck: {
           tests: ['NONE'],
@@ -303,7 +307,9 @@ describe.each([
           retries: 1,
         },
         restart: 'no',
-        volumes: [{ volumeName: `async-jobs-${env}-${s.name}-secrets`, containerPath: '/run/secrets' }],
+        volumes: [
+          { volumeName: `async-jobs-${env}-${s.name}-secrets`, containerPath: '/run/secrets', readOnly: false },
+        ],
         uploads: s.secrets.map((use) => ({
           file: `/run/secrets/${use.secret}`,
           content: sentinel(use.secret),
