@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import { Queue } from 'bullmq';
@@ -174,7 +174,7 @@ async function jobLatencies(
 /** Seconds the processes spent in MongoDB round trips so far (driver command monitoring, all commands). */
 async function dbSeconds(procs: readonly ServiceProcess[]): Promise<number> {
   const sums = await Promise.all(
-    procs.map((p) => scrapeCounter(`${p.url}/metrics`, 'mongodb_command_duration_seconds_sum', {})),
+    procs.map((p) => scrapeCounter(p.metricsUrl, 'mongodb_command_duration_seconds_sum', {})),
   );
   return sums.reduce((a, b) => a + b, 0);
 }
@@ -182,7 +182,7 @@ async function dbSeconds(procs: readonly ServiceProcess[]): Promise<number> {
 function succeeded(consumers: readonly ServiceProcess[]): () => Promise<number> {
   return async () => {
     const counts = await Promise.all(
-      consumers.map((c) => scrapeCounter(`${c.url}/metrics`, 'job_deliveries_total', { outcome: 'succeeded' })),
+      consumers.map((c) => scrapeCounter(c.metricsUrl, 'job_deliveries_total', { outcome: 'succeeded' })),
     );
     return counts.reduce((a, b) => a + b, 0);
   };
@@ -197,6 +197,12 @@ export interface AcceptResults {
   readonly constantRps: Summary;
   readonly ratio: Summary;
   readonly producerSatP99Ms: Summary;
+  /**
+   * The same producer with authentication on (bearer token checked against a keys file of
+   * {@link AUTH_BENCH_CLIENTS} clients, constant-time) and the per-client rate limiter on (a limit never reached),
+   * in the same repetitions, interleaved with the producer without them.
+   */
+  readonly auth: { readonly rps: Summary; readonly satP99Ms: Summary; readonly ratio: Summary };
   /** At a fixed rate of half of each server's own saturation. */
   readonly half: {
     readonly producerRate: number;
@@ -226,21 +232,56 @@ async function startConstant(ctx: Ctx): Promise<{ url: string; stop(): Promise<v
   return { url, stop: () => stopChild(child) };
 }
 
+/** Clients in the keys file of the authenticated producer: every request compares against all of them. */
+export const AUTH_BENCH_CLIENTS = 10;
+
+/** A keys file of {@link AUTH_BENCH_CLIENTS} clients; returns its path and the token of the last one. */
+function writeBenchKeys(base: string): { path: string; token: string } {
+  const lines: string[] = [];
+  let token = '';
+  for (let i = 0; i < AUTH_BENCH_CLIENTS; i++) {
+    token = randomBytes(32).toString('base64url');
+    lines.push(`bench${i} jobs:submit,jobs:read ${createHash('sha256').update(token).digest('hex')}`);
+  }
+  const path = join(base, 'api-keys');
+  writeFileSync(path, `${lines.join('\n')}\n`, { mode: 0o600 });
+  return { path, token };
+}
+
 export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
   const { sizes, log } = ctx;
   const constant = await startConstant(ctx);
   const producer = await startService('producer', ctx.base, serviceEnv(ctx, 'accept'));
+  const keys = writeBenchKeys(ctx.base);
+  const authed = await startService(
+    'producer',
+    ctx.base,
+    serviceEnv(ctx, 'acceptauth', {
+      API_KEYS_FILE: keys.path,
+      RATE_LIMIT_PER_SECOND: '1000000',
+      RATE_LIMIT_BURST: '1000000',
+    }),
+  );
   try {
     const d = sizes.acceptDurationS;
     await postJobs(constant.url, { connections: CONNECTIONS, durationS: 1, keyPrefix: 'warm' });
     await postJobs(producer.url, { connections: CONNECTIONS, durationS: 2, keyPrefix: 'warm' });
+    await postJobs(authed.url, { connections: CONNECTIONS, durationS: 2, keyPrefix: 'warm', token: keys.token });
     const prod: HttpLoad[] = [];
     const cons: HttpLoad[] = [];
+    const auth: HttpLoad[] = [];
     for (let r = 0; r < sizes.reps; r++) {
       cons.push(await postJobs(constant.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `c${r}` }));
       prod.push(await postJobs(producer.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `s${r}` }));
-      log(`accept rep ${r + 1}: producer ${prod[r]?.rps.toFixed(0)} rps, constant ${cons[r]?.rps.toFixed(0)} rps`);
+      auth.push(
+        await postJobs(authed.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `a${r}`, token: keys.token }),
+      );
+      log(
+        `accept rep ${r + 1}: producer ${prod[r]?.rps.toFixed(0)} rps, with auth ${auth[r]?.rps.toFixed(0)} rps, constant ${cons[r]?.rps.toFixed(0)} rps`,
+      );
     }
+    const authErrors = auth.reduce((s, p) => s + p.errors, 0);
+    if (authErrors > 0) log(`accept: ${authErrors} authenticated producer requests failed or were not 2xx`);
     const prodRps = summarize(prod.map((p) => p.rps));
     const consRps = summarize(cons.map((p) => p.rps));
     const producerRate = Math.max(1, Math.round(prodRps.median / 2));
@@ -268,7 +309,7 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
     }
     const errors = [...prod, ...hp].reduce((s, p) => s + p.errors, 0);
     if (errors > 0) log(`accept: ${errors} producer requests failed or were not 2xx`);
-    const metricsUrl = `${producer.url}/metrics`;
+    const metricsUrl = producer.metricsUrl;
     const producerMetrics = {
       httpMeanMs: await scrapeHistogramMeanMs(metricsUrl, 'http_request_duration_seconds', { route: '/v1/jobs' }),
       publishConfirmMeanMs: await scrapeHistogramMeanMs(metricsUrl, 'job_publish_duration_seconds', {
@@ -288,6 +329,14 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
         cons.map((p) => p.rps),
       ),
       producerSatP99Ms: summarize(prod.map((p) => p.p99Ms)),
+      auth: {
+        rps: summarize(auth.map((p) => p.rps)),
+        satP99Ms: summarize(auth.map((p) => p.p99Ms)),
+        ratio: ratios(
+          auth.map((p) => p.rps),
+          prod.map((p) => p.rps),
+        ),
+      },
       half: {
         producerRate,
         constantRate,
@@ -300,8 +349,9 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
     };
   } finally {
     await producer.stop();
+    await authed.stop();
     await constant.stop();
-    await purge(ctx, ['accept.work']);
+    await purge(ctx, ['accept.work', 'acceptauth.work']);
   }
 }
 
@@ -509,7 +559,7 @@ async function seedBacklog(ctx: Ctx, name: string, jobs: number, db = name): Pro
       for (let i = 0; i < jobs; i += batch) {
         const at = new Date();
         const docs = Array.from({ length: Math.min(batch, jobs - i) }, () =>
-          newJobDocument({ idempotencyKey: randomUUID(), type: 'noop', input: {}, at }),
+          newJobDocument({ owner: 'bench', idempotencyKey: randomUUID(), type: 'noop', input: {}, at }),
         );
         await coll.insertMany(docs, { ordered: false });
         for (const doc of docs) {

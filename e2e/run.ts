@@ -6,10 +6,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { JobsClient } from './lib/client.ts';
+import { ensureApiClient, JobsClient } from './lib/client.ts';
 import { findCompose } from './lib/compose-cli.ts';
 import { ensureDaemon, ensureHostTools, type Daemon } from './lib/daemon.ts';
 import { ComposeDeployment, SwarmDeployment, type Deployment } from './lib/deploy.ts';
@@ -129,13 +129,19 @@ function options(): Options {
  * readable by them: 0644 inside the 0700 directory keeps them from other host users.
  * @see https://docs.docker.com/compose/how-tos/use-secrets/
  */
+/** The bearer token of the e2e's API client, fresh per run; only its hash reaches the api-keys file. */
+const E2E_TOKEN = randomBytes(32).toString('base64url');
+
 function ensureSecrets(report: Report, files: readonly DeployFile[]): string[] {
   const created: string[] = [];
   for (const f of files) {
     for (const path of Object.values(f.secretFiles)) {
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       chmodSync(dirname(path), 0o700);
-      if (!existsSync(path) || statSync(path).size === 0) {
+      if (basename(path) === 'api-keys') {
+        // Not random: the producer's API keys file, with the e2e's own client in it (services/README.md).
+        if (ensureApiClient(path, E2E_TOKEN)) created.push(path);
+      } else if (!existsSync(path) || statSync(path).size === 0) {
         writeFileSync(path, randomBytes(24).toString('base64url'), { mode: 0o644 });
         created.push(path);
       }
@@ -224,7 +230,7 @@ async function runDeployment(
       const all = (await Promise.all(Object.keys(dep.file.services).map((s) => dep.containers(s)))).flat();
       await checkHardening(report, dep, all);
     });
-    const client = new JobsClient(producerUrl(dep.file));
+    const client = new JobsClient(producerUrl(dep.file), E2E_TOKEN);
     await report.phase(`${t}: smoke`, () => smoke(report, dep, client));
     if (opts.faults) {
       const ctx: FaultContext = { report, dep, client, mongoPasswordFile, faultReports };

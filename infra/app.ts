@@ -36,6 +36,10 @@ function secretsFor(env: EnvironmentName): Record<string, { source: SecretSource
       description: 'Erlang cookie shared by the RabbitMQ cluster nodes',
     },
     'rabbitmq-password': { source: source('rabbitmq-password'), description: 'RabbitMQ application user password' },
+    'api-keys': {
+      source: source('api-keys'),
+      description: 'API clients of the producer: one per line, client id, scopes and the sha256 of its token',
+    },
   };
 }
 
@@ -57,6 +61,11 @@ function singleHostGaps(target: TargetName): AcceptedGap[] {
     },
     { target, feature: 'autoscaling', reason: 'no autoscaler here; the minimum replica count is used' },
     { target, feature: 'ingress', reason: 'the operator fronts the producer with their own proxy or load balancer' },
+    {
+      target,
+      feature: 'ingress-tls',
+      reason: 'TLS is terminated by that proxy or load balancer; the target itself has no TLS-terminating edge',
+    },
   ];
 }
 
@@ -123,6 +132,8 @@ export function defineSystem(env: EnvironmentName): JobSystem {
           replicas: 3,
           autoscaling: { minReplicas: 3, maxReplicas: 10, cpuUtilizationPercent: 70 },
           ingressHost: 'jobs.example.com',
+          // cert-manager issues the certificate into jobs-example-com-tls; the Ingress redirects HTTP to HTTPS.
+          ingressTls: { clusterIssuer: 'letsencrypt-prod' },
           resources: {
             cpuRequest: Cpu.millis(250),
             cpuLimit: Cpu.cores(1),

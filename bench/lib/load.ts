@@ -15,7 +15,15 @@ export interface HttpLoad {
 /** `POST /v1/jobs {"type":"noop","input":{}}` with a unique Idempotency-Key per request (autocannon's `[<id>]`). */
 export async function postJobs(
   url: string,
-  options: { connections: number; durationS?: number; amount?: number; overallRate?: number; keyPrefix: string },
+  options: {
+    connections: number;
+    durationS?: number;
+    amount?: number;
+    overallRate?: number;
+    keyPrefix: string;
+    /** Bearer token sent with every request. @default none (a producer with AUTH_DISABLED=true) */
+    token?: string;
+  },
 ): Promise<HttpLoad> {
   const result = await autocannon({
     url: `${url}/v1/jobs`,
@@ -23,7 +31,11 @@ export async function postJobs(
     connections: options.connections,
     ...(options.amount !== undefined ? { amount: options.amount } : { duration: options.durationS ?? 10 }),
     ...(options.overallRate !== undefined ? { overallRate: options.overallRate } : {}),
-    headers: { 'content-type': 'application/json', 'idempotency-key': `${options.keyPrefix}-[<id>]` },
+    headers: {
+      'content-type': 'application/json',
+      'idempotency-key': `${options.keyPrefix}-[<id>]`,
+      ...(options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {}),
+    },
     body: JSON.stringify({ type: 'noop', input: {} }),
     idReplacement: true,
     timeout: 30,

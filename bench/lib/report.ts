@@ -7,6 +7,7 @@ import type {
   ProfileResults,
   Sizes,
 } from '../system.js';
+import { AUTH_BENCH_CLIENTS } from '../system.js';
 import type { ProfileSummary } from './profile.js';
 import { fmt, type Summary } from './stats.js';
 
@@ -116,6 +117,16 @@ function acceptSection(a: AcceptResults): string {
           `target < 20 ms ${verdict(p99Ok)}`,
         ],
         ['p99 at saturation, ms', fmt(a.producerSatP99Ms, 0), '', ''],
+      ],
+    ),
+    '',
+    `Cost of authentication on the accept path (same run, repetitions interleaved; the authenticated producer checks a bearer token against a keys file of ${AUTH_BENCH_CLIENTS} clients in constant time and runs the per-client rate limiter with a limit never reached):`,
+    '',
+    table(
+      ['Measure', 'Without authentication', 'With authentication', 'Ratio'],
+      [
+        ['saturation, requests/s', fmt(a.producerRps, 0), fmt(a.auth.rps, 0), x(a.auth.ratio)],
+        ['p99 at saturation, ms', fmt(a.producerSatP99Ms, 0), fmt(a.auth.satP99Ms, 0), ''],
       ],
     ),
     '',

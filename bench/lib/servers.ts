@@ -506,6 +506,8 @@ export interface ServiceProcess {
   readonly pid: number;
   readonly port: number;
   readonly url: string;
+  /** Where its /metrics is: the producer serves it on a port of its own (METRICS_PORT), the consumer on `url`. */
+  readonly metricsUrl: string;
   stop(): Promise<void>;
 }
 
@@ -525,6 +527,11 @@ export function setServiceMemoryLimits(limits: { readonly producer?: number; rea
  * LOG_LEVEL=warn: one log line per request and per job at info would measure pino writing to a pipe more than the
  * service.
  */
+function withoutAuthDisabledIfKeys(env: Record<string, string>): Record<string, string> {
+  if (env.API_KEYS_FILE === undefined) return env;
+  return Object.fromEntries(Object.entries(env).filter(([name]) => name !== 'AUTH_DISABLED'));
+}
+
 export async function startService(
   kind: 'producer' | 'consumer',
   base: string,
@@ -532,6 +539,7 @@ export async function startService(
   nodeArgs: readonly string[] = [],
 ): Promise<ServiceProcess> {
   const port = await freePort();
+  const metricsPort = kind === 'producer' ? await freePort() : port;
   const entry = join(REPO_ROOT, 'services', 'dist', kind, 'main.js');
   if (!existsSync(entry)) throw new Error(`${entry}: not found; run \`cd services && npm run build\` first`);
   const limit = serviceMemoryLimits[kind];
@@ -541,14 +549,19 @@ export async function startService(
     args: [...nodeArgs, entry],
   };
   const child = launch(run.command, run.args, {
-    env: {
+    env: withoutAuthDisabledIfKeys({
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? base,
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
       PORT: String(port),
+      // The producer's own defaults are for deployments; a part that measures authentication passes
+      // API_KEYS_FILE and its limits, and AUTH_DISABLED is dropped then.
+      ...(kind === 'producer'
+        ? { METRICS_PORT: String(metricsPort), AUTH_DISABLED: 'true', RATE_LIMIT_PER_SECOND: '0' }
+        : {}),
       ...env,
-    },
+    }),
     cwd: base,
     logFile: join(base, `${kind}-${port}.log`),
   });
@@ -565,6 +578,7 @@ export async function startService(
     pid: child.pid ?? -1,
     port,
     url,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
     stop: async () => {
       await stopChild(child, 30_000);
       cgroup?.remove();

@@ -19,6 +19,7 @@ export interface JobDoc {
 
 interface JobsModule {
   readonly newJobDocument: (fields: {
+    owner: string;
     idempotencyKey: string;
     type: string;
     input: Record<string, unknown>;

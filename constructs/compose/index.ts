@@ -46,7 +46,8 @@ export function commonServiceKeys(s: ResolvedService): Record<string, unknown> {
     healthcheck: composeHealthcheck(s),
     user: `${s.security.user}:${s.security.group}`,
     read_only: s.security.readOnlyRootFilesystem,
-    tmpfs: s.security.tmpfs,
+    // `path:options` is what Docker's `--tmpfs` takes; the size caps what the tmpfs charges to the memory limit.
+    tmpfs: s.security.tmpfs.map((path) => `${path}:size=${s.security.tmpfsSize.toDocker()}`),
     cap_drop: ['ALL'],
     stop_grace_period: `${s.terminationGracePeriodSeconds}s`,
     volumes: s.volumeMounts.map((m) => ({ type: 'volume', source: m.volume, target: m.path })),
@@ -144,6 +145,14 @@ export function renderCompose(system: ResolvedSystem, context: SynthContext): { 
         detail: 'cannot read platform secrets outside Swarm mode',
       });
     }
+  }
+  if (system.ingressTls !== null) {
+    gaps.push({
+      target: 'compose',
+      feature: 'ingress-tls',
+      path: system.path,
+      detail: `cannot terminate TLS for ${system.ingressHost ?? ''} (Compose has no TLS-terminating proxy; terminate TLS in the proxy in front of the producer)`,
+    });
   }
   if (system.ingressHost !== null) {
     gaps.push({

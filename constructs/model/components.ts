@@ -2,6 +2,46 @@ import type { Construct } from 'constructs';
 import type { Duration, Memory } from './quantity';
 import { Workload, type WorkloadProps } from './workload';
 
+/**
+ * How API clients authenticate to the producer's `/v1/*` routes. A closed choice.
+ * The services read the keys file named by `API_KEYS_FILE`: one client per line, `<client-id> <scopes> <sha256 of
+ * the token>` (see services/README.md); `npm run secrets` creates one with a first admin client.
+ */
+export class ProducerAuth {
+  /** Bearer tokens checked against the keys file in the secret `secret`, mounted at `/run/secrets/<secret>`. */
+  public static apiKeys(secret = 'api-keys'): ProducerAuth {
+    return new ProducerAuth('api-keys', secret);
+  }
+
+  /**
+   * No authentication: every request may submit and read every job. Only for a producer that is not published
+   * beyond localhost; validation refuses it otherwise.
+   */
+  public static disabled(): ProducerAuth {
+    return new ProducerAuth('disabled', null);
+  }
+
+  private constructor(
+    public readonly kind: 'api-keys' | 'disabled',
+    public readonly secret: string | null,
+  ) {}
+}
+
+/** TLS termination at the Ingress (Kubernetes). */
+export interface IngressTlsProps {
+  /**
+   * The `kubernetes.io/tls` Secret holding the certificate; cert-manager creates it when `clusterIssuer` is set.
+   * @default the host with dots as dashes, plus `-tls` (`jobs-example-com-tls`)
+   */
+  readonly secretName?: string;
+  /**
+   * cert-manager ClusterIssuer that issues the certificate (`cert-manager.io/cluster-issuer` annotation).
+   * @default none: the Secret is provided by other means
+   * @see https://cert-manager.io/docs/usage/ingress/
+   */
+  readonly clusterIssuer?: string;
+}
+
 /** Props of {@link ProducerApi}. */
 export interface ProducerApiProps extends WorkloadProps {
   /** The HTTP port inside the container. @default 8080 */
@@ -12,6 +52,16 @@ export interface ProducerApiProps extends WorkloadProps {
   readonly outboxRepublishAfter?: Duration;
   /** Public host name; Kubernetes gets an Ingress for it. @default no ingress */
   readonly ingressHost?: string;
+  /** TLS on the Ingress, with HTTP redirected to HTTPS. Needs `ingressHost`. @default no TLS */
+  readonly ingressTls?: IngressTlsProps;
+  /**
+   * How API clients authenticate.
+   * @default ProducerAuth.apiKeys('api-keys') when the system declares a secret `api-keys`, else
+   * ProducerAuth.disabled() (which validation refuses for a producer published beyond localhost)
+   */
+  readonly authentication?: ProducerAuth;
+  /** Port of the producer's `/metrics` listener, never published nor routed by the Ingress. @default 9464 */
+  readonly metricsPort?: number;
 }
 
 /** The HTTP API that accepts jobs, stores them and publishes them. */

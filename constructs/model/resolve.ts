@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { ConsumerWorkers } from './components';
-import { QueueType } from './components';
+import { ProducerAuth, QueueType } from './components';
 import { contentTag } from './content-tag';
 import type { HealthCheckProps } from './health';
 import { type BuildImage, ImageSource, type RegistryImage } from './image';
@@ -31,6 +31,8 @@ export const DEFAULTS = {
   brokerImage: 'rabbitmq:4.1.4-management',
   databaseImage: 'mongo:8.0.12',
   producerPort: 8080,
+  producerMetricsPort: 9464,
+  apiKeysSecret: 'api-keys',
   consumerPort: 8081,
   amqpPort: 5672,
   managementPort: 15672,
@@ -50,6 +52,8 @@ export const DEFAULTS = {
   storageSize: Memory.gibibytes(1),
   ephemeralStorageRequest: Memory.mebibytes(64),
   ephemeralStorageLimit: Memory.mebibytes(256),
+  /** Enough for what the images write to /tmp (sockets, pid files, mongosh's home in the init Job). */
+  tmpfsSize: Memory.mebibytes(64),
   health: {
     interval: Duration.seconds(10),
     timeout: Duration.seconds(5),
@@ -248,6 +252,7 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
         group: p.group ?? user,
         readOnlyRootFilesystem: p.readOnlyRootFilesystem ?? true,
         tmpfs: p.tmpfs ?? ['/tmp'],
+        tmpfsSize: p.tmpfsSize ?? DEFAULTS.tmpfsSize,
       },
       terminationGracePeriodSeconds: (p.terminationGracePeriod ?? DEFAULTS.terminationGracePeriod).seconds,
       networks: publishedPorts.length > 0 || workload.kind === 'producer' ? ['backend', 'frontend'] : ['backend'],
@@ -317,6 +322,12 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
 
   const producer = system.producer;
   const producerPort = producer.props.port ?? DEFAULTS.producerPort;
+  const authentication =
+    producer.props.authentication ??
+    (system.secrets.some((x) => x.node.id === DEFAULTS.apiKeysSecret)
+      ? ProducerAuth.apiKeys(DEFAULTS.apiKeysSecret)
+      : ProducerAuth.disabled());
+  const apiKeysSecret = authentication.kind === 'api-keys' ? authentication.secret : null;
   const producerService = service(producer, {
     kind: 'producer',
     image: ImageSource.build('services', 'producer'),
@@ -332,8 +343,13 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
       ),
       // The producer accepts exactly the job types some consumer runs, test handlers included.
       ENABLE_TEST_HANDLERS: String(system.consumers.some((c) => c.props.enableTestHandlers ?? false)),
+      METRICS_PORT: String(producer.props.metricsPort ?? DEFAULTS.producerMetricsPort),
+      ...(apiKeysSecret === null ? { AUTH_DISABLED: 'true' } : {}),
     },
-    secrets: connectionSecrets,
+    secrets: [
+      ...connectionSecrets,
+      ...(apiKeysSecret === null ? [] : [{ secret: apiKeysSecret, fileEnv: 'API_KEYS_FILE' }]),
+    ],
     volumeMounts: [],
     ...nodeHealth(producerPort),
     dependsOn: [SERVICE_NAMES.broker, SERVICE_NAMES.database],
@@ -420,6 +436,16 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
     ],
     acceptedGaps: props.acceptedGaps ?? [],
     ingressHost: producer.props.ingressHost ?? null,
+    ingressTls:
+      producer.props.ingressTls === undefined
+        ? null
+        : {
+            secretName:
+              producer.props.ingressTls.secretName ??
+              `${(producer.props.ingressHost ?? 'ingress').replace(/\./g, '-')}-tls`,
+            clusterIssuer: producer.props.ingressTls.clusterIssuer ?? null,
+          },
+    apiKeysSecret,
     nodeBaseImage,
     swarm: { publishMode: (props.swarm?.publishMode ?? SwarmPublishMode.INGRESS).name },
   };

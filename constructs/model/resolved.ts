@@ -22,6 +22,10 @@ export interface ResolvedSystem {
   readonly acceptedGaps: readonly AcceptedGap[];
   /** Public host name of the producer, or null when it has none. */
   readonly ingressHost: string | null;
+  /** TLS at the Ingress, or null for none. */
+  readonly ingressTls: { readonly secretName: string; readonly clusterIssuer: string | null } | null;
+  /** How clients authenticate to the producer: the API keys secret's name, or null when authentication is off. */
+  readonly apiKeysSecret: string | null;
   /** Base image reference of the services' Dockerfiles. */
   readonly nodeBaseImage: string;
   /** Settings only the Swarm target reads. */
@@ -106,6 +110,8 @@ export interface ResolvedSecurity {
   readonly group: number;
   readonly readOnlyRootFilesystem: boolean;
   readonly tmpfs: readonly string[];
+  /** Size limit of each tmpfs path; charged to the memory limit. */
+  readonly tmpfsSize: Memory;
 }
 
 export interface ResolvedService {

@@ -85,6 +85,31 @@ function checkQuantityPair(
   }
 }
 
+/**
+ * A tmpfs is charged to the container's memory cgroup, so the tmpfs paths together must leave room below the memory
+ * limit for the process itself.
+ */
+function checkTmpfsSize(c: Collector, s: ResolvedService): void {
+  const size = s.security.tmpfsSize;
+  const problem = size.problem();
+  if (problem) {
+    c.add(s.path, 'tmpfsSize', problem);
+    return;
+  }
+  const limit = s.resources.memoryLimit;
+  const paths = s.security.tmpfs.length;
+  if (paths === 0 || limit.problem() !== undefined) return;
+  const total = size.mebibytes * paths;
+  if (total >= limit.mebibytes) {
+    const got = paths === 1 ? size.toString() : `${size.toString()} for each of ${paths} paths (${total}Mi in all)`;
+    c.add(
+      s.path,
+      'tmpfsSize',
+      `got ${got}, expected less than resources.memoryLimit (${limit.toString()}) because what is written to a tmpfs counts against the memory limit`,
+    );
+  }
+}
+
 function envValue(s: ResolvedService, name: string): string | undefined {
   return s.env.find((e) => e.name === name)?.value;
 }
@@ -248,6 +273,7 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
       );
     }
   }
+  checkTmpfsSize(c, s);
   checkInteger(c, p, 'terminationGracePeriod', s.terminationGracePeriodSeconds, 0);
 
   if (s.kind === 'consumer') {
@@ -312,6 +338,31 @@ export function validate(system: ResolvedSystem): ModelError[] {
     checkName(c, volume.path, 'name', volume.name);
     const problem = volume.size.problem();
     if (problem) c.add(volume.path, 'size', problem);
+  }
+  const producer = system.services.find((s) => s.kind === 'producer');
+  if (producer !== undefined) {
+    const beyond = [
+      ...(system.ingressHost !== null ? [`the ingress host ${JSON.stringify(system.ingressHost)}`] : []),
+      ...producer.publishedPorts
+        .filter((p) => p.hostIp !== '127.0.0.1')
+        .map((p) => `port ${p.hostPort} on ${p.hostIp}`),
+    ];
+    if (system.apiKeysSecret === null && beyond.length > 0) {
+      c.add(
+        producer.path,
+        'authentication',
+        `got no authentication (no "api-keys" secret declared, or ProducerAuth.disabled()), expected a declared "api-keys" secret or ProducerAuth.apiKeys(secret) because the producer is published beyond localhost (${beyond.join(', ')}); npm run secrets creates the file`,
+      );
+    }
+    if (system.ingressTls !== null) {
+      if (system.ingressHost === null) {
+        c.add(producer.path, 'ingressTls', 'got TLS settings without an ingress, expected ingressHost to be set too');
+      }
+      checkName(c, producer.path, 'ingressTls.secretName', system.ingressTls.secretName);
+      if (system.ingressTls.clusterIssuer !== null) {
+        checkName(c, producer.path, 'ingressTls.clusterIssuer', system.ingressTls.clusterIssuer);
+      }
+    }
   }
   const brokerPath = system.services.find((s) => s.kind === 'broker')?.path ?? system.path;
   const broker = system.services.find((s) => s.kind === 'broker');

@@ -237,7 +237,7 @@ export class DockerJobSystem extends pulumi.ComponentResource {
         cpus: providerCpus(s.resources.cpuLimit),
         cpuShares: cpuShares(s.resources.cpuRequest.millicores),
         readOnly: sec.readOnlyRootFilesystem,
-        tmpfs: Object.fromEntries(sec.tmpfs.map((path) => [path, ''])),
+        tmpfs: Object.fromEntries(sec.tmpfs.map((path) => [path, `size=${sec.tmpfsSize.toDocker()}`])),
         capabilities: { drops: ['ALL'] },
         securityOpts: ['no-new-privileges:true'],
         user: `${owner}:${group}`,

@@ -236,6 +236,14 @@ export function pulumiGaps(system: ResolvedSystem): Gap[] {
       });
     }
   }
+  if (system.ingressTls !== null) {
+    gaps.push({
+      target,
+      feature: 'ingress-tls',
+      path: system.path,
+      detail: `cannot terminate TLS for ${system.ingressHost ?? ''} (the Docker provider runs containers, no TLS-terminating proxy; terminate TLS in the proxy in front of the producer)`,
+    });
+  }
   if (system.ingressHost !== null) {
     gaps.push({
       target,

@@ -3,7 +3,8 @@
  * report needs. Every loop is bounded by count and time.
  * @see services/src/producer/app.ts for the API (POST /v1/jobs with Idempotency-Key, GET /v1/jobs/:id)
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { sleep } from './exec.ts';
 
 export type JobStatus = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed';
@@ -57,17 +58,43 @@ function isJobView(value: unknown): value is JobView {
   );
 }
 
+/** The API client the e2e authenticates as (its line in the api-keys secret file; see {@link ensureApiClient}). */
+export const E2E_CLIENT_ID = 'e2e';
+
+/**
+ * Puts the e2e's client into an API keys file (`<id> <scopes> <sha256 of the token>`), replacing an earlier e2e
+ * line and keeping every other client, so a file made by `npm run secrets` keeps its admin. The token is fresh
+ * per run and only its hash is written. Returns true when the file changed.
+ */
+export function ensureApiClient(path: string, token: string): boolean {
+  const before = existsSync(path) ? readFileSync(path, 'utf8') : '';
+  const kept = before.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(`${E2E_CLIENT_ID} `));
+  const hash = createHash('sha256').update(token, 'utf8').digest('hex');
+  const after = [...kept, `${E2E_CLIENT_ID} jobs:submit,jobs:read ${hash}`].join('\n') + '\n';
+  if (after === before) return false;
+  writeFileSync(path, after, { mode: 0o644 });
+  return true;
+}
+
 export class JobsClient {
   readonly baseUrl: string;
-  constructor(baseUrl: string) {
+  private readonly auth: Record<string, string>;
+  /** `token`: the bearer token sent on every /v1 request (the producer answers 401 without one). */
+  constructor(baseUrl: string, token?: string) {
     this.baseUrl = baseUrl;
+    this.auth = token === undefined ? {} : { authorization: `Bearer ${token}` };
+  }
+
+  /** The same API without a token: what a client that is not ours gets. */
+  anonymous(): JobsClient {
+    return new JobsClient(this.baseUrl);
   }
 
   async submit(key: string, req: JobRequest, timeoutMs = 5000): Promise<SubmitResult> {
     try {
       const res = await fetch(`${this.baseUrl}/v1/jobs`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        headers: { 'content-type': 'application/json', 'idempotency-key': key, ...this.auth },
         body: JSON.stringify(req),
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -85,7 +112,19 @@ export class JobsClient {
 
   async get(id: string, timeoutMs = 5000): Promise<JobView | 'not-found' | undefined> {
     try {
-      const res = await fetch(`${this.baseUrl}/v1/jobs/${id}`, { signal: AbortSignal.timeout(timeoutMs) });
+      let res = await fetch(`${this.baseUrl}/v1/jobs/${id}`, {
+        headers: this.auth,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      // The producer's per-client rate limit: settling many jobs reads faster than it allows. Wait as asked
+      // (capped), a bounded number of times.
+      for (let i = 0; i < 5 && res.status === 429; i++) {
+        await sleep(Math.min(Number(res.headers.get('retry-after') ?? '1') || 1, 2) * 1000);
+        res = await fetch(`${this.baseUrl}/v1/jobs/${id}`, {
+          headers: this.auth,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      }
       if (res.status === 404) return 'not-found';
       if (res.status !== 200) return undefined;
       const body: unknown = await res.json();
@@ -178,8 +217,8 @@ export class LoadRun {
         sub.accepted = true;
         return;
       }
-      if (r.status >= 400 && r.status < 500) return;
-      // 503 asks for Retry-After seconds; capped so a bounded run keeps moving.
+      if (r.status >= 400 && r.status < 500 && r.status !== 429) return;
+      // 503 and 429 ask for Retry-After seconds; capped so a bounded run keeps moving.
       const waitS = Math.min(Number(r.retryAfter ?? '1') || 1, 2);
       await sleep(waitS * 1000);
     }

@@ -150,6 +150,12 @@ export async function smoke(report: Report, dep: Deployment, client: JobsClient)
     first.status === 202 && first.job !== undefined,
     `status ${first.status}${first.error === undefined ? '' : `, ${first.error}`}`,
   );
+  const anonymous = await client.anonymous().submit(`${key}-anonymous`, factorial);
+  report.check(
+    `${dep.kind} POST /v1/jobs without a token is refused with 401`,
+    anonymous.status === 401,
+    `status ${anonymous.status}`,
+  );
   const again = await client.submit(key, factorial);
   report.check(
     `${dep.kind} the same Idempotency-Key returns the same job`,

@@ -13,7 +13,7 @@ import { REPO_ROOT } from '../helpers';
 // Manifests are arbitrary nested JSON; tests navigate them with explicit casts at each step.
 export type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-export const SECRET_NAMES = ['mongo-password', 'rabbitmq-erlang-cookie', 'rabbitmq-password'] as const;
+export const SECRET_NAMES = ['api-keys', 'mongo-password', 'rabbitmq-erlang-cookie', 'rabbitmq-password'] as const;
 
 /** A small model in the shape of infra/app.ts, with every secret read from `secretPath(name)`. */
 export function testSystem(

@@ -32,7 +32,7 @@ export interface ComposeServiceDoc {
   };
   restart?: string;
   ports?: (string | { published?: number | string; host_ip?: string; target?: number })[];
-  volumes?: (string | { type?: string; source?: string; target?: string })[];
+  volumes?: (string | { type?: string; source?: string; target?: string; tmpfs?: { size?: number | string } })[];
   networks?: string[] | Record<string, unknown>;
   environment?: Record<string, string> | string[];
 }

@@ -26,7 +26,7 @@ describe('no secret value anywhere', () => {
     });
     for (const env of ENVIRONMENTS) {
       mkdirSync(join(root, '.secrets', env), { recursive: true });
-      for (const name of ['mongo-password', 'rabbitmq-password', 'rabbitmq-erlang-cookie']) {
+      for (const name of ['api-keys', 'mongo-password', 'rabbitmq-password', 'rabbitmq-erlang-cookie']) {
         writeFileSync(join(root, '.secrets', env, name), `${SENTINEL}-${env}-${name}\n`);
       }
     }
@@ -59,7 +59,7 @@ describe('no secret value anywhere', () => {
       const { recorder } = await deploy(resolvedSystem(env, [...new Set(pulumiGaps(base).map((g) => g.feature))]));
       await new Promise((done) => setTimeout(done, 200));
       const leaks = recorder.resources.flatMap((r) =>
-        ['mongo-password', 'rabbitmq-password', 'rabbitmq-erlang-cookie'].flatMap((n) =>
+        ['api-keys', 'mongo-password', 'rabbitmq-password', 'rabbitmq-erlang-cookie'].flatMap((n) =>
           plaintextOccurrences(r.inputs, sentinel(n)).map((p) => `${r.type} ${r.name}${p}`),
         ),
       );

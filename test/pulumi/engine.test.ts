@@ -37,7 +37,7 @@ import {
   type RecordedResource,
 } from './harness';
 
-const DEV_SECRETS = ['mongo-password', 'rabbitmq-password'];
+const DEV_SECRETS = ['api-keys', 'mongo-password', 'rabbitmq-password'];
 
 /** Runs infra/pulumi.ts as the engine does, from `cwd`, and returns what it registered. */
 async function runMain(cwd: string, stack = 'dev', recorder = new Recorder()): Promise<Recorder> {

@@ -61,7 +61,7 @@ const mebibytes = (v: string): number => (v.endsWith('G') ? Number(v.slice(0, -1
 
 describe.each([
   { env: 'dev' as const, accept: [] as string[] },
-  { env: 'prod' as const, accept: ['autoscaling', 'broker-cluster', 'database-replica-set', 'ingress'] },
+  { env: 'prod' as const, accept: ['autoscaling', 'broker-cluster', 'database-replica-set', 'ingress', 'ingress-tls'] },
 ])('Pulumi and Compose agree for $env', ({ env, accept }) => {
   let compose: Record<string, ComposeService>;
   let d: Deployment;
@@ -149,7 +149,8 @@ describe.each([
           service: name,
           user: svc.user,
           readOnly: svc.read_only,
-          tmpfs: Object.fromEntries(svc.tmpfs.map((p) => [p, ''])),
+          // Compose's `path:options` is Pulumi's `{ path: options }`: the same size limit on both.
+          tmpfs: Object.fromEntries(svc.tmpfs.map((t) => [t.split(':')[0], t.split(':')[1] ?? ''])),
           capabilities: { drops: svc.cap_drop },
           securityOpts: svc.security_opt,
           init: svc.init,

@@ -24,7 +24,7 @@ import {
 } from './harness';
 
 /** Prod as a single Docker host can run it: the gaps the lead has to accept in infra/app.ts. */
-const PROD_PULUMI_GAPS = ['autoscaling', 'broker-cluster', 'database-replica-set', 'ingress'];
+const PROD_PULUMI_GAPS = ['autoscaling', 'broker-cluster', 'database-replica-set', 'ingress', 'ingress-tls'];
 
 interface ContainerInputs {
   name: string;
@@ -230,7 +230,8 @@ describe.each([
         memorySwap: 2 * s.resources.memoryLimit.mebibytes,
         cpus: providerCpus(s.resources.cpuLimit),
         readOnly: true,
-        tmpfs: { '/tmp': '' },
+        // The model's tmpfsSize, in Docker's spelling (binary M), as Compose and Swarm have it.
+        tmpfs: { '/tmp': 'size=64M' },
         capabilities: { drops: ['ALL'] },
         securityOpts: ['no-new-privileges:true'],
         user: `${s.security.user}:${s.security.group}`,
@@ -334,7 +335,7 @@ describe.each([
 
   test('no secret value appears in plaintext in any resource input, and each reaches its containers marked secret', () => {
     const secrets = [...new Set(system.services.flatMap((s) => s.secrets.map((u) => u.secret)))];
-    expect(secrets.map(secretConfigKey).sort()).toEqual(['mongoPassword', 'rabbitmqPassword']);
+    expect(secrets.map(secretConfigKey).sort()).toEqual(['apiKeys', 'mongoPassword', 'rabbitmqPassword']);
     for (const secret of secrets) {
       for (const r of d.recorder.resources) {
         expect({ resource: r.name, plaintext: plaintextOccurrences(r.inputs, sentinel(secret)) }).toEqual({
@@ -419,6 +420,13 @@ describe('gaps of the Pulumi target', () => {
         feature: 'autoscaling',
         path: 'prod/consumer',
         detail: 'runs a fixed 4 containers instead of scaling from 4 to 20',
+      },
+      {
+        target: 'pulumi',
+        feature: 'ingress-tls',
+        path: 'prod',
+        detail:
+          'cannot terminate TLS for jobs.example.com (the Docker provider runs containers, no TLS-terminating proxy; terminate TLS in the proxy in front of the producer)',
       },
       {
         target: 'pulumi',

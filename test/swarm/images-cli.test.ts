@@ -72,12 +72,19 @@ describe('npm run images', () => {
     const root = mkdtempSync(join(tmpdir(), 'images-secrets-'));
     try {
       mkdirSync(join(root, '.secrets', 'prod'), { recursive: true });
-      const values = { 'mongo-password': 'a', 'rabbitmq-erlang-cookie': 'b', 'rabbitmq-password': 'c' };
+      const values = {
+        'api-keys': 'k',
+        'mongo-password': 'a',
+        'rabbitmq-erlang-cookie': 'b',
+        'rabbitmq-password': 'c',
+      };
       for (const [name, value] of Object.entries(values)) writeFileSync(join(root, '.secrets', 'prod', name), value);
       const result = images(['--env', 'prod', '--secret-versions'], root);
       const v = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 12);
       expect(result.stdout).toBe(
-        `export MONGO_PASSWORD_VERSION=${v('a')}\n` + `export RABBITMQ_PASSWORD_VERSION=${v('c')}\n`,
+        `export API_KEYS_VERSION=${v('k')}\n` +
+          `export MONGO_PASSWORD_VERSION=${v('a')}\n` +
+          `export RABBITMQ_PASSWORD_VERSION=${v('c')}\n`,
       );
       expect(result.status).toBe(0);
     } finally {
@@ -91,7 +98,7 @@ describe('npm run images', () => {
       const result = images(['--env', 'dev', '--secret-versions'], root);
       expect(result.status).toBe(1);
       expect(result.stderr.split('\n')[0]).toBe(
-        'images: [dev/secrets/mongo-password] source: got ".secrets/dev/mongo-password", which does not exist, ' +
+        'images: [dev/secrets/api-keys] source: got ".secrets/dev/api-keys", which does not exist, ' +
           "expected the secret's file (create it, or run npm run secrets -- dev)",
       );
     } finally {

@@ -98,8 +98,8 @@ async function stackContent(env: string): Promise<string> {
   return file.content;
 }
 
-const SECRET_NAMES = ['mongo-password', 'rabbitmq-password'];
-const VERSION_VARIABLES = ['MONGO_PASSWORD_VERSION', 'RABBITMQ_PASSWORD_VERSION'];
+const SECRET_NAMES = ['mongo-password', 'rabbitmq-password', 'api-keys'];
+const VERSION_VARIABLES = ['MONGO_PASSWORD_VERSION', 'RABBITMQ_PASSWORD_VERSION', 'API_KEYS_VERSION'];
 
 describe.each(ENVIRONMENTS)('docker-stack.yml for %s', (env) => {
   let stack: StackFile;
@@ -186,7 +186,12 @@ describe.each(ENVIRONMENTS)('docker-stack.yml for %s', (env) => {
       }
       expect(s.user).toBe(`${uid[name]}:${uid[name]}`);
     }
-    expect(stack.services.producer!.secrets.map((r) => r.source)).toEqual(['mongo-password', 'rabbitmq-password']);
+    expect(stack.services.producer!.secrets.map((r) => r.source)).toEqual([
+      'api-keys',
+      'mongo-password',
+      'rabbitmq-password',
+    ]);
+    expect(stack.services.consumer!.secrets.map((r) => r.source)).toEqual(['mongo-password', 'rabbitmq-password']);
   });
 
   test('the backend overlay is encrypted and internal; the frontend is a plain overlay', () => {
@@ -203,11 +208,11 @@ describe.each(ENVIRONMENTS)('docker-stack.yml for %s', (env) => {
       expect(s.read_only).toBe(true);
       expect(s.cap_drop).toEqual(['ALL']);
       expect(s.init).toBe(true);
-      expect(s.volumes).toContainEqual({ type: 'tmpfs', target: '/tmp' });
+      expect(s.volumes).toContainEqual({ type: 'tmpfs', target: '/tmp', tmpfs: { size: 64 * 1024 * 1024 } });
     }
     expect(stack.services.mongo!.volumes).toEqual([
       { type: 'volume', source: 'mongo-data', target: '/data/db' },
-      { type: 'tmpfs', target: '/tmp' },
+      { type: 'tmpfs', target: '/tmp', tmpfs: { size: 64 * 1024 * 1024 } },
     ]);
   });
 
@@ -288,6 +293,7 @@ describe('what the Swarm target reports', () => {
       'prod/mongo database-replica-set',
       'prod/producer autoscaling',
       'prod/consumer autoscaling',
+      'prod ingress-tls',
       'prod ingress',
     ]);
   });
@@ -309,6 +315,7 @@ describe('what the Swarm target reports', () => {
       'broker cluster',
       'database replica set',
       'ingress',
+      'ingress tls',
       'rolling updates',
       'disruption budgets',
     ]);
@@ -361,6 +368,8 @@ describe('failing paths', () => {
         `(Swarm has no autoscaler); ${accept('autoscaling')}`,
       '[prod/consumer] swarm cannot express "autoscaling": it runs a fixed 4 replicas instead of scaling from 4 to 20 ' +
         `(Swarm has no autoscaler); ${accept('autoscaling')}`,
+      '[prod] swarm cannot express "ingress-tls": it cannot terminate TLS for jobs.example.com (the routing mesh ' +
+        `forwards TCP only; terminate TLS in the proxy in front of the producer); ${accept('ingress-tls')}`,
       '[prod] swarm cannot express "ingress": it has no HTTP ingress for jobs.example.com (its routing mesh is TCP only; ' +
         `put a reverse proxy or load balancer in front of the producer); ${accept('ingress')}`,
     ]);
@@ -415,6 +424,8 @@ describe('the deploy-time helpers behind npm run images', () => {
         { secret: 'mongo-password', variable: 'MONGO_PASSWORD_VERSION', value: digest('s3cret') },
       ]);
       expect(errors).toEqual([
+        '[dev/secrets/api-keys] source: got ".secrets/dev/api-keys", which does not exist, ' +
+          "expected the secret's file (create it, or run npm run secrets -- dev)",
         '[dev/secrets/rabbitmq-password] source: got ".secrets/dev/rabbitmq-password", which does not exist, ' +
           "expected the secret's file (create it, or run npm run secrets -- dev)",
       ]);
@@ -472,7 +483,8 @@ describe('docker stack config (the docker client validates offline, no daemon ne
       gid: '10001',
       mode: 0o400,
     });
-    expect(consumer.volumes).toEqual([{ type: 'tmpfs', target: '/tmp' }]);
+    // The size survived docker's own parsing (the v3 schema takes it in bytes).
+    expect(consumer.volumes).toEqual([{ type: 'tmpfs', target: '/tmp', tmpfs: { size: 64 * 1024 * 1024 } }]);
     expect(config.networks.backend).toEqual({ driver: 'overlay', internal: true, driver_opts: { encrypted: '' } });
   });
 
@@ -480,7 +492,7 @@ describe('docker stack config (the docker client validates offline, no daemon ne
     const result = stackConfig(await write('prod'), {});
     expect(result.status).not.toBe(0);
     expect(result.output).toMatch(
-      /required variable (MONGO_PASSWORD|RABBITMQ_ERLANG_COOKIE|RABBITMQ_PASSWORD)_VERSION is missing a value: see Deploying to Docker Swarm in README\.md/,
+      /required variable (API_KEYS|MONGO_PASSWORD|RABBITMQ_ERLANG_COOKIE|RABBITMQ_PASSWORD)_VERSION is missing a value: see Deploying to Docker Swarm in README\.md/,
     );
   });
 

@@ -11,7 +11,9 @@ import { JOB_STATUSES, newJobDocument, StoreUnavailableError, type JobDocument, 
 import type { Logger } from '../shared/logger';
 import { validateJobRequest, type HandlerRegistry } from '../shared/registry';
 import type { JobStore } from '../shared/store';
+import { hasScope, isAdmin, type ApiClient, type ApiClients, type Scope } from './auth';
 import { ProducerMetrics } from './metrics';
+import { RateLimiter, type RateLimitOptions } from './ratelimit';
 import { INDEX_HTML, APP_JS } from './page';
 
 export interface JobPublisher {
@@ -26,6 +28,13 @@ export interface ProducerDeps {
   readonly registry: HandlerRegistry;
   readonly logger: Logger;
   readonly bodyLimitBytes: number;
+  /**
+   * The clients allowed on `/v1/*` (read per request, so a reloaded keys file applies at once), or `null` for no
+   * authentication: every request is then the client {@link ANONYMOUS} with every scope (local use only).
+   */
+  readonly apiClients: (() => ApiClients) | null;
+  /** Per-client token bucket on `/v1/*`. @default no limit */
+  readonly rateLimit?: RateLimitOptions;
   /** True once shutdown began: /readyz answers 503 so load balancers stop sending traffic first. */
   readonly isShuttingDown?: () => boolean;
   readonly metrics?: ProducerMetrics;
@@ -39,6 +48,22 @@ const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,255}$/;
 const JSON_CONTENT_TYPE_RE = /^application\/json\s*(;.*)?$/i;
 const DEFAULT_PAGE_SIZE = 20;
 const MAX_PAGE_SIZE = 100;
+
+/** The client of every request when authentication is off. */
+export const ANONYMOUS: ApiClient = { id: 'anonymous', scopes: new Set<Scope>(['jobs:admin']) };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated client (set on `/v1/*` routes). */
+    apiClient: ApiClient | null;
+  }
+  interface FastifyContextConfig {
+    /** The scope a `/v1/*` route needs; without one any authenticated client may call it. */
+    scope?: Scope;
+  }
+}
+
+const REALM = 'async-jobs';
 
 export interface JobView {
   readonly id: string;
@@ -109,6 +134,67 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     requestIdHeader: 'x-request-id',
   });
   installProblemHandlers(app);
+  app.decorateRequest('apiClient', null);
+  const limiter = deps.rateLimit === undefined ? undefined : new RateLimiter(deps.rateLimit);
+
+  // Authentication, then the rate limit (every authenticated request costs a token, refused ones too), then the
+  // route's scope. Global onRequest hooks run before route hooks, so nothing of a request is looked at first.
+  app.addHook('onRequest', async (request, reply) => {
+    // The raw URL and the matched route both count, so no spelling of a path reaches a /v1 handler unchecked.
+    if (!request.url.startsWith('/v1/') && !(request.routeOptions.url ?? '').startsWith('/v1/')) return undefined;
+    let client: ApiClient | undefined;
+    if (deps.apiClients === null) client = ANONYMOUS;
+    else {
+      const header = request.headers.authorization;
+      const m = header === undefined ? null : /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
+      if (m === null) {
+        reply.header('www-authenticate', `Bearer realm="${REALM}"`);
+        return sendProblem(
+          reply,
+          problem(401, 'unauthorized', 'Unauthorized', 'an Authorization: Bearer <token> header is required'),
+        );
+      }
+      client = deps.apiClients().authenticate(m[1] ?? '');
+      if (client === undefined) {
+        reply.header('www-authenticate', `Bearer realm="${REALM}", error="invalid_token"`);
+        return sendProblem(reply, problem(401, 'unauthorized', 'Unauthorized', 'the bearer token is not valid'));
+      }
+    }
+    request.apiClient = client;
+    if (limiter !== undefined) {
+      const d = limiter.take(client.id);
+      reply.header('ratelimit-limit', String(limiter.options.burst));
+      reply.header('ratelimit-remaining', String(d.remaining));
+      reply.header('ratelimit-reset', String(d.resetSeconds));
+      reply.header(
+        'ratelimit-policy',
+        `${limiter.options.burst};w=${Math.max(1, Math.ceil(limiter.options.burst / limiter.options.ratePerSecond))}`,
+      );
+      if (!d.allowed) {
+        metrics.rateLimited.inc();
+        reply.header('retry-after', String(d.retryAfterSeconds));
+        return sendProblem(
+          reply,
+          problem(
+            429,
+            'rate-limited',
+            'Too Many Requests',
+            `client ${JSON.stringify(client.id)} exceeded ${limiter.options.ratePerSecond} requests per second (burst ${limiter.options.burst}); retry after ${d.retryAfterSeconds} s`,
+          ),
+        );
+      }
+    }
+    const scope = request.routeOptions.config?.scope;
+    if (scope !== undefined && !hasScope(client, scope)) {
+      reply.header('www-authenticate', `Bearer realm="${REALM}", error="insufficient_scope", scope="${scope}"`);
+      return sendProblem(
+        reply,
+        problem(403, 'forbidden', 'Forbidden', `client ${JSON.stringify(client.id)} lacks the scope ${scope}`),
+      );
+    }
+    return undefined;
+  });
+
   // Only JSON: fastify also parses text/plain by default, which this API does not accept.
   app.removeContentTypeParser('text/plain');
 
@@ -116,9 +202,15 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.inc({ method: request.method, route, status_code: String(reply.statusCode) });
     metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
-    if (route !== '/healthz' && route !== '/readyz' && route !== '/metrics') {
+    if (route !== '/healthz' && route !== '/readyz') {
       request.log.info(
-        { method: request.method, route, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+        {
+          method: request.method,
+          route,
+          statusCode: reply.statusCode,
+          ms: Math.round(reply.elapsedTime),
+          ...(request.apiClient !== null ? { client: request.apiClient.id } : {}),
+        },
         'request',
       );
     }
@@ -171,20 +263,27 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     return undefined;
   };
 
-  app.post('/v1/jobs', { onRequest: checkSubmitHeaders }, async (request, reply) => {
+  /** The authenticated client; the onRequest hook answered already for every `/v1/*` request without one. */
+  const clientOf = (request: FastifyRequest): ApiClient => {
+    if (request.apiClient === null) throw new Error('unreachable: /v1 route without an authenticated client');
+    return request.apiClient;
+  };
+
+  app.post('/v1/jobs', { onRequest: checkSubmitHeaders, config: { scope: 'jobs:submit' } }, async (request, reply) => {
     const key = request.headers['idempotency-key'] as string;
+    const owner = clientOf(request).id;
     const validation = validateJobRequest(registry, request.body);
     if (!validation.ok) {
       const slug = validation.reason === 'unknown-type' ? 'unknown-job-type' : 'invalid-body';
       return sendProblem(reply, problem(400, slug, 'Bad Request', validation.detail, validation.errors));
     }
     const at = now();
-    const doc = newJobDocument({ idempotencyKey: key, type: validation.type, input: validation.input, at });
+    const doc = newJobDocument({ owner, idempotencyKey: key, type: validation.type, input: validation.input, at });
     try {
       const outcome = await store.insert(doc);
       if (outcome === 'duplicate') {
         // Concurrent or repeated requests with one key: the unique index picked a winner; answer with it.
-        const existing = await store.findByIdempotencyKey(key);
+        const existing = await store.findByIdempotencyKey(owner, key);
         if (existing === null) throw new StoreUnavailableError('job with a duplicate key vanished');
         if (existing.bodyHash !== doc.bodyHash) {
           metrics.submissions.inc({ outcome: 'conflict' });
@@ -226,76 +325,85 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     return reply.code(202).header('location', jobLink(doc._id)).send(toView(doc));
   });
 
-  app.get<{ Params: { id: string } }>('/v1/jobs/:id', async (request, reply) => {
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { config: { scope: 'jobs:read' } }, async (request, reply) => {
     const { id } = request.params;
+    const client = clientOf(request);
     const notFound = (): FastifyReply =>
       sendProblem(reply, problem(404, 'job-not-found', 'Not Found', `no job with id ${JSON.stringify(id)}`));
     if (!UUID_RE.test(id)) return notFound();
     try {
       const job = await store.findById(id);
-      return job === null ? notFound() : reply.send(toView(job));
+      // Another client's job is as absent as a job that does not exist: no way to probe ids.
+      if (job === null || (job.owner !== client.id && !isAdmin(client))) return notFound();
+      return reply.send(toView(job));
     } catch (err) {
       if (err instanceof StoreUnavailableError) return storeUnavailable(reply);
       throw err;
     }
   });
 
-  app.get<{ Querystring: Record<string, string | string[] | undefined> }>('/v1/jobs', async (request, reply) => {
-    const q = request.query;
-    const errors: { path: string; message: string }[] = [];
-    const single = (name: string): string | undefined => {
-      const v = q[name];
-      if (Array.isArray(v)) {
-        errors.push({ path: `query:${name}`, message: 'expected one value' });
-        return undefined;
+  app.get<{ Querystring: Record<string, string | string[] | undefined> }>(
+    '/v1/jobs',
+    { config: { scope: 'jobs:read' } },
+    async (request, reply) => {
+      const q = request.query;
+      const client = clientOf(request);
+      const errors: { path: string; message: string }[] = [];
+      const single = (name: string): string | undefined => {
+        const v = q[name];
+        if (Array.isArray(v)) {
+          errors.push({ path: `query:${name}`, message: 'expected one value' });
+          return undefined;
+        }
+        return v === '' ? undefined : v;
+      };
+      const statusRaw = single('status');
+      const limitRaw = single('limit');
+      const cursorRaw = single('cursor');
+      let status: JobStatus | undefined;
+      if (statusRaw !== undefined) {
+        if ((JOB_STATUSES as readonly string[]).includes(statusRaw)) status = statusRaw as JobStatus;
+        else errors.push({ path: 'query:status', message: `expected one of ${JOB_STATUSES.join(', ')}` });
       }
-      return v === '' ? undefined : v;
-    };
-    const statusRaw = single('status');
-    const limitRaw = single('limit');
-    const cursorRaw = single('cursor');
-    let status: JobStatus | undefined;
-    if (statusRaw !== undefined) {
-      if ((JOB_STATUSES as readonly string[]).includes(statusRaw)) status = statusRaw as JobStatus;
-      else errors.push({ path: 'query:status', message: `expected one of ${JOB_STATUSES.join(', ')}` });
-    }
-    let limit = DEFAULT_PAGE_SIZE;
-    if (limitRaw !== undefined) {
-      if (/^\d+$/.test(limitRaw) && Number(limitRaw) >= 1 && Number(limitRaw) <= MAX_PAGE_SIZE)
-        limit = Number(limitRaw);
-      else errors.push({ path: 'query:limit', message: `expected an integer between 1 and ${MAX_PAGE_SIZE}` });
-    }
-    let beforeId: string | undefined;
-    if (cursorRaw !== undefined) {
-      beforeId = decodeCursor(cursorRaw);
-      if (beforeId === undefined)
-        errors.push({ path: 'query:cursor', message: 'expected a cursor returned by a previous page' });
-    }
-    if (errors.length > 0) {
-      return sendProblem(
-        reply,
-        problem(400, 'invalid-query', 'Bad Request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors),
-      );
-    }
-    try {
-      const rows = await store.list({ status, limit: limit + 1, beforeId });
-      const items = rows.slice(0, limit).map(toView);
-      const last = items[items.length - 1];
-      const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.id) : null;
-      const params = new URLSearchParams();
-      if (status !== undefined) params.set('status', status);
-      params.set('limit', String(limit));
-      if (nextCursor !== null) params.set('cursor', nextCursor);
-      return reply.send({
-        items,
-        nextCursor,
-        links: { next: nextCursor === null ? null : `/v1/jobs?${params.toString()}` },
-      });
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) return storeUnavailable(reply);
-      throw err;
-    }
-  });
+      let limit = DEFAULT_PAGE_SIZE;
+      if (limitRaw !== undefined) {
+        if (/^\d+$/.test(limitRaw) && Number(limitRaw) >= 1 && Number(limitRaw) <= MAX_PAGE_SIZE)
+          limit = Number(limitRaw);
+        else errors.push({ path: 'query:limit', message: `expected an integer between 1 and ${MAX_PAGE_SIZE}` });
+      }
+      let beforeId: string | undefined;
+      if (cursorRaw !== undefined) {
+        beforeId = decodeCursor(cursorRaw);
+        if (beforeId === undefined)
+          errors.push({ path: 'query:cursor', message: 'expected a cursor returned by a previous page' });
+      }
+      if (errors.length > 0) {
+        return sendProblem(
+          reply,
+          problem(400, 'invalid-query', 'Bad Request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors),
+        );
+      }
+      try {
+        const owner = isAdmin(client) ? undefined : client.id;
+        const rows = await store.list({ status, limit: limit + 1, beforeId, owner });
+        const items = rows.slice(0, limit).map(toView);
+        const last = items[items.length - 1];
+        const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.id) : null;
+        const params = new URLSearchParams();
+        if (status !== undefined) params.set('status', status);
+        params.set('limit', String(limit));
+        if (nextCursor !== null) params.set('cursor', nextCursor);
+        return reply.send({
+          items,
+          nextCursor,
+          links: { next: nextCursor === null ? null : `/v1/jobs?${params.toString()}` },
+        });
+      } catch (err) {
+        if (err instanceof StoreUnavailableError) return storeUnavailable(reply);
+        throw err;
+      }
+    },
+  );
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
@@ -313,10 +421,22 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
   });
 
+  return app;
+}
+
+/**
+ * `/metrics` on its own listener (`METRICS_PORT`), never on the API port: the Ingress and published ports carry
+ * only the API, and the metrics port is reached by the scraper inside the cluster or network.
+ */
+export function buildMetricsApp(metrics: ProducerMetrics, logger: Logger): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  installProblemHandlers(app);
   app.get('/metrics', async (_request, reply) => {
     const body = await metrics.registry.metrics();
     return reply.type(metrics.registry.contentType).send(body);
   });
-
   return app;
 }

@@ -5,7 +5,8 @@ import { Registry } from 'prom-client';
 import { openMongo } from '../shared/mongo';
 import { HandlerRegistry } from '../shared/registry';
 import { MongoJobStore } from '../shared/store';
-import { buildApp } from './app';
+import { ApiKeysError, ApiKeysFile } from './auth';
+import { buildApp, buildMetricsApp } from './app';
 import { loadProducerConfig } from './config';
 import { ProducerMetrics } from './metrics';
 import { AmqpPublisher } from './publisher';
@@ -19,10 +20,28 @@ async function main(): Promise<void> {
       broker: redactUrl(config.amqpUrl),
       mongo: redactUrl(config.mongoUrl),
       port: config.port,
+      metricsPort: config.metricsPort,
+      auth: config.apiKeysFile === null ? 'disabled' : 'bearer',
+      rateLimit: config.rateLimit ?? 'off',
       queuePrefix: config.queuePrefix,
     },
     'starting',
   );
+
+  let keys: ApiKeysFile | null = null;
+  if (config.apiKeysFile === null) {
+    logger.warn('AUTH_DISABLED=true: /v1/* accepts every request without a token; use only on a private machine');
+  } else {
+    try {
+      keys = ApiKeysFile.load(config.apiKeysFile, logger);
+    } catch (err) {
+      if (!(err instanceof ApiKeysError)) throw err;
+      process.stderr.write(`invalid configuration:\n  - ${err.message}\n`);
+      process.exit(1);
+    }
+    logger.info({ clients: keys.clients.size, reloadIntervalMs: config.apiKeysReloadIntervalMs }, 'API keys loaded');
+    keys.start(config.apiKeysReloadIntervalMs);
+  }
 
   let shuttingDown = false;
   const startup = new AbortController();
@@ -54,9 +73,12 @@ async function main(): Promise<void> {
     registry,
     logger,
     bodyLimitBytes: config.bodyLimitBytes,
+    apiClients: keys === null ? null : () => (keys as ApiKeysFile).clients,
+    ...(config.rateLimit !== null ? { rateLimit: config.rateLimit } : {}),
     metrics,
     isShuttingDown: () => shuttingDown,
   });
+  const metricsApp = buildMetricsApp(metrics, logger);
   const sweeper = new OutboxSweeper({
     store,
     publisher,
@@ -76,6 +98,8 @@ async function main(): Promise<void> {
         // /readyz already answers 503; app.close() stops accepting connections, answers 503 on kept-alive
         // ones and waits for in-flight requests. (Kubernetes adds its own delay via a preStop hook.)
         await app.close();
+        await metricsApp.close();
+        keys?.stop();
         await sweeper.stop();
         await publisher.close();
         await mongo.client.close();
@@ -89,8 +113,9 @@ async function main(): Promise<void> {
   };
 
   await app.listen({ host: config.host, port: config.port });
+  await metricsApp.listen({ host: config.host, port: config.metricsPort });
   sweeper.start();
-  logger.info({ host: config.host, port: config.port }, 'producer listening');
+  logger.info({ host: config.host, port: config.port, metricsPort: config.metricsPort }, 'producer listening');
 }
 
 main().catch((err: unknown) => {

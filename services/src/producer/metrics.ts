@@ -10,6 +10,7 @@ export class ProducerMetrics {
   readonly submissions: Counter<'outcome'>;
   readonly publishDuration: Histogram<'outcome'>;
   readonly outboxBacklog: Gauge;
+  readonly rateLimited: Counter;
 
   constructor(store: JobStore, options: { readonly defaultMetrics?: boolean; readonly registry?: Registry } = {}) {
     this.registry = options.registry ?? new Registry();
@@ -54,6 +55,11 @@ export class ProducerMetrics {
           // MongoDB down: keep the last values rather than failing the whole scrape.
         }
       },
+    });
+    this.rateLimited = new Counter({
+      name: 'http_rate_limited_total',
+      help: 'Requests answered 429 because the client exceeded its rate limit',
+      registers,
     });
     this.outboxBacklog = new Gauge({
       name: 'outbox_backlog',

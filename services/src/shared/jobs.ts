@@ -21,6 +21,11 @@ export interface JobError {
 
 export interface JobDocument {
   _id: string;
+  /**
+   * The API client that submitted the job: only it (and `jobs:admin` clients) may read it, and its
+   * `Idempotency-Key` is unique per owner. Jobs stored before owners existed have none and are admin-only.
+   */
+  owner: string;
   idempotencyKey: string;
   /** When the retry backoff ends (status `retrying`). */
   nextAttemptAt?: Date | null;
@@ -67,14 +72,16 @@ export function bodyHash(type: string, input: unknown): string {
  * The one place the document's initial shape is written (producer, tests, and the benchmarks' seeded backlogs).
  */
 export function newJobDocument(fields: {
+  readonly owner: string;
   readonly idempotencyKey: string;
   readonly type: string;
   readonly input: Record<string, unknown>;
   readonly at: Date;
 }): JobDocument {
-  const { idempotencyKey, type, input, at } = fields;
+  const { owner, idempotencyKey, type, input, at } = fields;
   return {
     _id: uuidv7(at.getTime()),
+    owner,
     idempotencyKey,
     bodyHash: bodyHash(type, input),
     type,
@@ -121,13 +128,20 @@ export function jobsCollection(db: Db): Collection<JobDocument> {
 }
 
 const INDEXES = [
-  { key: { idempotencyKey: 1 }, name: 'idempotencyKey_unique', unique: true },
+  { key: { owner: 1, idempotencyKey: 1 }, name: 'owner_idempotencyKey_unique', unique: true },
   { key: { status: 1, _id: -1 }, name: 'status_id' },
+  { key: { owner: 1, _id: -1 }, name: 'owner_id' },
   { key: { status: 1, attempts: 1, _id: 1 }, name: 'outbox' },
 ] as const;
 
 /**
- * Creates the missing indexes only. Re-sending createIndexes for indexes that exist is a no-op on MongoDB,
+ * Indexes of earlier versions that are in the way: the global unique idempotency key became unique per owner,
+ * and while the old index exists two clients could not use the same key.
+ */
+const RETIRED_INDEXES = ['idempotencyKey_unique'] as const;
+
+/**
+ * Drops retired indexes, then creates the missing indexes only. Re-sending createIndexes for indexes that exist is a no-op on MongoDB,
  * but FerretDB 1.24 drops the connection on it, so existing ones are listed first. A race between two
  * services creating the same index fails one of them, whose startup retry then finds it.
  */
@@ -139,6 +153,15 @@ export async function ensureIndexes(db: Db): Promise<void> {
   } catch (err) {
     // 26 NamespaceNotFound: the collection does not exist yet.
     if (!(err instanceof MongoServerError && err.code === 26)) throw err;
+  }
+  for (const name of RETIRED_INDEXES) {
+    if (!existing.includes(name)) continue;
+    try {
+      await jobs.dropIndex(name);
+    } catch (err) {
+      // 27 IndexNotFound: another service dropped it first.
+      if (!(err instanceof MongoServerError && err.code === 27)) throw err;
+    }
   }
   for (const index of INDEXES) {
     if (existing.includes(index.name)) continue;

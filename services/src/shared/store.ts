@@ -15,14 +15,16 @@ export interface ListJobsQuery {
   readonly limit: number;
   /** Only jobs with a smaller id (older), for newest-first pages. */
   readonly beforeId?: string;
+  /** Only this client's jobs. @default every client's */
+  readonly owner?: string;
 }
 
 /** What the producer's HTTP app needs from storage; unit tests pass an in-memory fake. */
 export interface JobStore {
-  /** Inserts a new job; `duplicate` when the idempotency key exists already. */
+  /** Inserts a new job; `duplicate` when its owner used the idempotency key already. */
   insert(doc: JobDocument): Promise<'inserted' | 'duplicate'>;
   findById(id: string): Promise<JobDocument | null>;
-  findByIdempotencyKey(key: string): Promise<JobDocument | null>;
+  findByIdempotencyKey(owner: string, key: string): Promise<JobDocument | null>;
   list(query: ListJobsQuery): Promise<JobDocument[]>;
   /** Records the broker's confirm (idempotent). */
   markPublished(id: string, at: Date): Promise<void>;
@@ -65,13 +67,14 @@ export class MongoJobStore implements JobStore {
     return storeCall(() => this.jobs.findOne({ _id: id }));
   }
 
-  findByIdempotencyKey(key: string): Promise<JobDocument | null> {
-    return storeCall(() => this.jobs.findOne({ idempotencyKey: key }));
+  findByIdempotencyKey(owner: string, key: string): Promise<JobDocument | null> {
+    return storeCall(() => this.jobs.findOne({ owner, idempotencyKey: key }));
   }
 
   list(query: ListJobsQuery): Promise<JobDocument[]> {
     const filter: Filter<JobDocument> = {};
     if (query.status !== undefined) filter.status = query.status;
+    if (query.owner !== undefined) filter.owner = query.owner;
     if (query.beforeId !== undefined) filter._id = { $lt: query.beforeId };
     return storeCall(() => this.jobs.find(filter).sort({ _id: -1 }).limit(query.limit).toArray());
   }

@@ -1,11 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as amqp from 'amqplib';
 import type { FastifyInstance } from 'fastify';
 import { MongoClient, type Db } from 'mongodb';
 import pino from 'pino';
 import { buildApp } from '../../src/producer/app';
+import { hashToken, parseApiKeys } from '../../src/producer/auth';
 import { AmqpPublisher } from '../../src/producer/publisher';
 import { jobsCollection, ensureIndexes, type JobDocument } from '../../src/shared/jobs';
 import { HandlerRegistry } from '../../src/shared/registry';
@@ -115,8 +118,38 @@ export function spawnService(service: 'producer' | 'consumer', env: Record<strin
   };
 }
 
+/** API clients of every test context: name → scopes. Tokens are random per context. */
+export const TEST_CLIENTS = {
+  test: 'jobs:submit,jobs:read',
+  other: 'jobs:submit,jobs:read',
+  admin: 'jobs:admin',
+  reader: 'jobs:read',
+  submitter: 'jobs:submit',
+} as const;
+export type TestClient = keyof typeof TEST_CLIENTS;
+
+/** Writes a keys file for {@link TEST_CLIENTS} with fresh tokens; returns its path and the tokens. */
+export function writeKeysFile(dir: string): { path: string; tokens: Record<TestClient, string> } {
+  const tokens = Object.fromEntries(
+    Object.keys(TEST_CLIENTS).map((name) => [name, randomBytes(24).toString('base64url')]),
+  ) as Record<TestClient, string>;
+  const path = join(dir, 'api-keys');
+  const lines = Object.entries(TEST_CLIENTS).map(
+    ([name, scopes]) => `${name} ${scopes} ${hashToken(tokens[name as TestClient])}`,
+  );
+  writeFileSync(path, `# test clients\n${lines.join('\n')}\n`, { mode: 0o600 });
+  return { path, tokens };
+}
+
 export interface TestContext {
   readonly prefix: string;
+  /** The API keys file of this context (clients {@link TEST_CLIENTS}). */
+  readonly keysFile: string;
+  readonly tokens: Readonly<Record<TestClient, string>>;
+  /** `{ authorization: 'Bearer …' }` for a test client (default `test`). */
+  auth(client?: TestClient): Record<string, string>;
+  /** Environment for `node dist/producer/main.js` against this suite's database, queues and keys file. */
+  producerEnv(port: number, extra?: Record<string, string>): Promise<Record<string, string>>;
   readonly dbName: string;
   readonly mongoUrl: string;
   readonly amqpUrl: string;
@@ -130,6 +163,7 @@ export interface TestContext {
     type: string,
     input: Record<string, unknown>,
     key?: string,
+    client?: TestClient,
   ): Promise<{ statusCode: number; body: Record<string, unknown> }>;
   job(id: string): Promise<JobDocument | null>;
   waitForJobs(ids: readonly string[], statuses: readonly string[], timeoutMs: number): Promise<JobDocument[]>;
@@ -170,12 +204,19 @@ export async function createContext(
   if (!(await publisher.connection.waitForConnection(30_000))) throw new Error('publisher did not connect');
   while (!publisher.isReady()) await new Promise((r) => setTimeout(r, 20));
   const store = new MongoJobStore(db);
+  const keysDir = mkdtempSync(join(tmpdir(), 'aj-keys-'));
+  const keys = writeKeysFile(keysDir);
+  const clients = parseApiKeys(readFileSync(keys.path, 'utf8'), keys.path);
   const app = buildApp({
     store,
     publisher,
     registry: HandlerRegistry.create({ enableTestHandlers: true }),
     logger,
     bodyLimitBytes: 65_536,
+    apiClients: () => clients,
+  });
+  const auth = (name: TestClient = 'test'): Record<string, string> => ({
+    authorization: `Bearer ${keys.tokens[name]}`,
   });
   // Reconnected on demand: the broker-restart test closes it under us.
   let inspectorConn: amqp.ChannelModel | undefined;
@@ -204,6 +245,22 @@ export async function createContext(
 
   const ctx: TestContext = {
     prefix,
+    keysFile: keys.path,
+    tokens: keys.tokens,
+    auth,
+    async producerEnv(port, extra = {}) {
+      return {
+        AMQP_URL: amqpUrl,
+        MONGO_URL: mongoUrl,
+        QUEUE_PREFIX: prefix,
+        QUEUE_TYPE: queueType,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        METRICS_PORT: String(await freePort()),
+        API_KEYS_FILE: keys.path,
+        ...extra,
+      };
+    },
     dbName,
     mongoUrl,
     amqpUrl,
@@ -218,11 +275,11 @@ export async function createContext(
       await proc.waitForLine((l) => l.msg === 'consuming', 40_000);
       return proc;
     },
-    async submit(type, input, key = uniqueName('key')) {
+    async submit(type, input, key = uniqueName('key'), client = 'test') {
       const res = await app.inject({
         method: 'POST',
         url: '/v1/jobs',
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        headers: { 'content-type': 'application/json', 'idempotency-key': key, ...auth(client) },
         payload: { type, input },
       });
       return { statusCode: res.statusCode, body: res.json<Record<string, unknown>>() };
@@ -274,6 +331,7 @@ export async function createContext(
       await inspectorConn?.close().catch(() => undefined);
       await db.dropDatabase().catch(() => undefined);
       await client.close();
+      rmSync(keysDir, { recursive: true, force: true });
     },
   };
   return ctx;

@@ -51,7 +51,9 @@ describeRestart('broker restarted under load', () => {
         await new Promise((r) => setTimeout(r, 25));
       }
     })();
-    await new Promise((r) => setTimeout(r, 2000));
+    // Traffic before the restart: wait for it rather than for a fixed time, which a loaded machine may not fill.
+    const warmUntil = Date.now() + 15_000;
+    while (ids.length <= 10 && Date.now() < warmUntil) await new Promise((r) => setTimeout(r, 100));
     const beforeRestart = ids.length;
     const t0 = Date.now();
     await node.halt('SIGTERM');

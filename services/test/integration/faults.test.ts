@@ -47,6 +47,7 @@ describeIntegration('fault scenarios with real processes', () => {
     const now = new Date(Date.now() - 2000);
     const orphans: JobDocument[] = Array.from({ length: 5 }, (_, i) =>
       newJobDocument({
+        owner: 'test',
         idempotencyKey: `crashed-producer-${i}`,
         type: 'factorial',
         input: { n: 10 + i },
@@ -56,15 +57,10 @@ describeIntegration('fault scenarios with real processes', () => {
     await jobsCollection(ctx.db).insertMany(orphans);
     await ctx.startConsumer();
     const port = await freePort();
-    const producer = spawnService('producer', {
-      AMQP_URL: ctx.amqpUrl,
-      MONGO_URL: ctx.mongoUrl,
-      QUEUE_PREFIX: ctx.prefix,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      OUTBOX_REPUBLISH_AFTER_MS: '500',
-      OUTBOX_SWEEP_INTERVAL_MS: '200',
-    });
+    const producer = spawnService(
+      'producer',
+      await ctx.producerEnv(port, { OUTBOX_REPUBLISH_AFTER_MS: '500', OUTBOX_SWEEP_INTERVAL_MS: '200' }),
+    );
     try {
       const docs = await ctx.waitForJobs(
         orphans.map((o) => o._id),
@@ -75,7 +71,7 @@ describeIntegration('fault scenarios with real processes', () => {
       expect(report).toMatchObject({ submitted: 5, completed: 5, duplicated: 0, lost: 0 });
       expect(docs.map((d) => d.result)).toEqual(['3628800', '39916800', '479001600', '6227020800', '87178291200']);
       // And the real producer serves its API and shuts down cleanly on SIGTERM.
-      const res = await fetch(`http://127.0.0.1:${port}/v1/jobs/${orphans[0]?._id ?? ''}`);
+      const res = await fetch(`http://127.0.0.1:${port}/v1/jobs/${orphans[0]?._id ?? ''}`, { headers: ctx.auth() });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { status: string }).status).toBe('succeeded');
       producer.kill('SIGTERM');

@@ -28,7 +28,7 @@ describeIntegration('jobs against real RabbitMQ and MongoDB wire protocol', () =
     expect(doc?.attempts).toBe(1);
     expect(doc?.runs).toBe(1);
     expect(await ctx.db.collection('job_publications').countDocuments({ _id: id } as object)).toBe(1);
-    const view = await ctx.app.inject({ method: 'GET', url: `/v1/jobs/${id}` });
+    const view = await ctx.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: ctx.auth() });
     expect(view.statusCode).toBe(200);
     expect(view.json()).toMatchObject({
       id,
@@ -93,7 +93,7 @@ describeIntegration('jobs against real RabbitMQ and MongoDB wire protocol', () =
     while ((await ctx.queueDepth(ctx.names.deadQueue)) === before && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 100));
     expect(await ctx.queueDepth(ctx.names.deadQueue)).toBe(before + 1);
-    const view = await ctx.app.inject({ method: 'GET', url: `/v1/jobs/${id}` });
+    const view = await ctx.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: ctx.auth() });
     expect(view.json()).toMatchObject({
       status: 'failed',
       attempts: 3,

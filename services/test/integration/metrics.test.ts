@@ -48,28 +48,26 @@ describeIntegration('MongoDB command round trips on /metrics of the real process
 
   it('counts the producer insert of a job submitted over HTTP', async () => {
     const port = await freePort();
-    const producer = spawnService('producer', {
-      AMQP_URL: ctx.amqpUrl,
-      MONGO_URL: ctx.mongoUrl,
-      QUEUE_PREFIX: ctx.prefix,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-    });
+    const env = await ctx.producerEnv(port);
+    const producer = spawnService('producer', env);
     try {
       await producer.waitForLine((l) => typeof l.msg === 'string' && l.msg.includes('listening'), 30_000);
       let status = 0;
       for (let i = 0; i < 100 && status !== 202; i++) {
         const res = await fetch(`http://127.0.0.1:${port}/v1/jobs`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': `metrics-${i}` },
+          headers: { 'content-type': 'application/json', 'idempotency-key': `metrics-${i}`, ...ctx.auth() },
           body: JSON.stringify({ type: 'noop', input: {} }),
         });
         status = res.status;
         if (status !== 202) await new Promise((r) => setTimeout(r, 100));
       }
       expect(status).toBe(202);
-      const counts = samples(await scrape(port), 'mongodb_command_duration_seconds_count');
+      // /metrics is served on METRICS_PORT only, never on the API port (which the Ingress publishes).
+      const counts = samples(await scrape(Number(env.METRICS_PORT)), 'mongodb_command_duration_seconds_count');
       expect(counts.get('command="insert",outcome="succeeded"')).toBeGreaterThanOrEqual(1);
+      const onApiPort = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(onApiPort.status).toBe(404);
     } finally {
       producer.kill('SIGTERM');
       await producer.exited;

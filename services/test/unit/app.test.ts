@@ -1,5 +1,6 @@
 import pino from 'pino';
-import { buildApp } from '../../src/producer/app';
+import { buildApp, buildMetricsApp } from '../../src/producer/app';
+import { ProducerMetrics } from '../../src/producer/metrics';
 import { OutboxSweeper } from '../../src/producer/sweeper';
 import { HandlerRegistry } from '../../src/shared/registry';
 import { FakePublisher, FakeStore } from './fakes';
@@ -8,12 +9,16 @@ function setup(options: { shuttingDown?: boolean } = {}) {
   const store = new FakeStore();
   const publisher = new FakePublisher();
   const logger = pino({ level: 'silent' });
+  const producerMetrics = new ProducerMetrics(store);
   const app = buildApp({
+    metrics: producerMetrics,
     store,
     publisher,
     registry: HandlerRegistry.create({ enableTestHandlers: false }),
     logger,
     bodyLimitBytes: 1024,
+    // Authentication has its own suite (auth.test.ts); here every request is the anonymous admin.
+    apiClients: null,
     isShuttingDown: () => options.shuttingDown === true,
   });
   const submit = (payload: unknown, headers: Record<string, string> = { 'idempotency-key': 'k1' }) =>
@@ -23,7 +28,7 @@ function setup(options: { shuttingDown?: boolean } = {}) {
       headers: { 'content-type': 'application/json', ...headers },
       payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
     });
-  return { store, publisher, app, submit, logger };
+  return { store, publisher, app, submit, logger, producerMetrics };
 }
 
 describe('POST /v1/jobs', () => {
@@ -198,7 +203,7 @@ describe('GET /v1/jobs', () => {
 
 describe('operations endpoints', () => {
   it('reports liveness, readiness and metrics', async () => {
-    const { app, store, publisher, submit } = setup();
+    const { app, store, publisher, submit, logger, producerMetrics } = setup();
     await submit({ type: 'noop', input: {} });
     expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
     expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
@@ -211,7 +216,11 @@ describe('operations endpoints', () => {
     store.down = true;
     expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(503);
     store.down = false;
-    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    // /metrics is not on the API app: it has its own listener (buildMetricsApp on METRICS_PORT).
+    expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(404);
+    const metricsApp = buildMetricsApp(producerMetrics, logger);
+    const metrics = (await metricsApp.inject({ method: 'GET', url: '/metrics' })).body;
+    await metricsApp.close();
     expect(metrics).toContain('jobs{status="queued"} 1');
     expect(metrics).toContain('job_submissions_total{outcome="created"} 1');
     expect(metrics).toContain('http_requests_total{method="POST",route="/v1/jobs",status_code="202"} 1');

@@ -5,7 +5,7 @@ import { retryTiers, tierFor, topologyNames } from '../../src/shared/topology';
 
 const now = new Date('2026-01-01T00:00:00Z');
 const job = (over: Partial<JobDocument> & { nextAttemptAt?: Date | null }): JobDocument => ({
-  ...newJobDocument({ idempotencyKey: 'k', type: 'noop', input: {}, at: now }),
+  ...newJobDocument({ owner: 'c', idempotencyKey: 'k', type: 'noop', input: {}, at: now }),
   _id: 'j',
   ...over,
 });

@@ -5,7 +5,11 @@ import { loadConsumerConfig } from '../../src/consumer/config';
 import { loadProducerConfig } from '../../src/producer/config';
 import { ConfigError, redactUrl } from '../../src/shared/config';
 
-const base = { AMQP_URL: 'amqp://app@rabbitmq:5672/%2F', MONGO_URL: 'mongodb://app@mongo:27017/jobs?authSource=admin' };
+const base = {
+  AMQP_URL: 'amqp://app@rabbitmq:5672/%2F',
+  MONGO_URL: 'mongodb://app@mongo:27017/jobs?authSource=admin',
+  API_KEYS_FILE: '/run/secrets/api-keys',
+};
 
 function problems(fn: () => unknown): readonly string[] {
   try {
@@ -32,11 +36,43 @@ describe('producer configuration', () => {
       bodyLimitBytes: 65536,
       outboxRepublishAfterMs: 5000,
       outboxSweepIntervalMs: 1000,
+      apiKeysFile: '/run/secrets/api-keys',
+      apiKeysReloadIntervalMs: 5000,
+      metricsPort: 9464,
+      rateLimit: { ratePerSecond: 50, burst: 100 },
+    });
+  });
+
+  it('requires API_KEYS_FILE unless authentication is switched off explicitly, and checks the limits', () => {
+    const noKeys = { AMQP_URL: base.AMQP_URL, MONGO_URL: base.MONGO_URL };
+    expect(problems(() => loadProducerConfig(noKeys))).toEqual([
+      'API_KEYS_FILE: missing, expected the path of the API keys file (or AUTH_DISABLED=true, for local use only)',
+    ]);
+    expect(loadProducerConfig({ ...noKeys, AUTH_DISABLED: 'true', RATE_LIMIT_PER_SECOND: '0' })).toMatchObject({
+      apiKeysFile: null,
+      rateLimit: null,
+    });
+    expect(
+      problems(() =>
+        loadProducerConfig({ ...base, AUTH_DISABLED: 'true', RATE_LIMIT_BURST: '0', METRICS_PORT: '8080' }),
+      ),
+    ).toEqual([
+      'API_KEYS_FILE: got "/run/secrets/api-keys", expected it unset because AUTH_DISABLED=true',
+      'RATE_LIMIT_BURST: got "0", expected an integer between 1 and 1000000',
+      'METRICS_PORT: got 8080, expected a port other than PORT (8080)',
+    ]);
+    expect(loadProducerConfig({ ...base, RATE_LIMIT_PER_SECOND: '5' }).rateLimit).toEqual({
+      ratePerSecond: 5,
+      burst: 10,
     });
   });
 
   it('names every missing or malformed variable with its value and what is expected', () => {
-    expect(problems(() => loadProducerConfig({ PORT: 'eighty', QUEUE_TYPE: 'stream', LOG_LEVEL: 'loud' }))).toEqual([
+    expect(
+      problems(() =>
+        loadProducerConfig({ PORT: 'eighty', QUEUE_TYPE: 'stream', LOG_LEVEL: 'loud', AUTH_DISABLED: 'true' }),
+      ),
+    ).toEqual([
       'AMQP_URL: missing, expected a value',
       'MONGO_URL: missing, expected a value',
       'LOG_LEVEL: got "loud", expected one of "fatal", "error", "warn", "info", "debug", "trace", "silent"',

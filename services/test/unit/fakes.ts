@@ -14,7 +14,8 @@ export class FakeStore implements JobStore {
 
   async insert(doc: JobDocument): Promise<'inserted' | 'duplicate'> {
     this.check();
-    if ([...this.jobs.values()].some((j) => j.idempotencyKey === doc.idempotencyKey)) return 'duplicate';
+    if ([...this.jobs.values()].some((j) => j.owner === doc.owner && j.idempotencyKey === doc.idempotencyKey))
+      return 'duplicate';
     this.jobs.set(doc._id, structuredClone(doc));
     return 'inserted';
   }
@@ -22,15 +23,18 @@ export class FakeStore implements JobStore {
     this.check();
     return this.jobs.get(id) ?? null;
   }
-  async findByIdempotencyKey(key: string): Promise<JobDocument | null> {
+  async findByIdempotencyKey(owner: string, key: string): Promise<JobDocument | null> {
     this.check();
-    return [...this.jobs.values()].find((j) => j.idempotencyKey === key) ?? null;
+    return [...this.jobs.values()].find((j) => j.owner === owner && j.idempotencyKey === key) ?? null;
   }
   async list(q: ListJobsQuery): Promise<JobDocument[]> {
     this.check();
     return [...this.jobs.values()]
       .filter(
-        (j) => (q.status === undefined || j.status === q.status) && (q.beforeId === undefined || j._id < q.beforeId),
+        (j) =>
+          (q.status === undefined || j.status === q.status) &&
+          (q.beforeId === undefined || j._id < q.beforeId) &&
+          (q.owner === undefined || j.owner === q.owner),
       )
       .sort((a, b) => (a._id < b._id ? 1 : -1))
       .slice(0, q.limit);
