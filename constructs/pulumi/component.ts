@@ -256,7 +256,8 @@ export class DockerJobSystem extends pulumi.ComponentResource {
               }))
             : [],
         volumes: [
-          ...s.volumeMounts.map((m) => ({ volumeName: volume(m.volume).name, containerPath: m.path })),
+          // `readOnly` explicit: a refresh writes it into state either way.
+          ...s.volumeMounts.map((m) => ({ volumeName: volume(m.volume).name, containerPath: m.path, readOnly: false })),
           // The secret files, written by the service's secrets container; read-only here.
           ...(ctx.secrets
             ? [{ volumeName: ctx.secrets.volume.name, containerPath: ctx.secrets.directory, readOnly: true }]
@@ -332,11 +333,13 @@ export class DockerJobSystem extends pulumi.ComponentResource {
         user: '0:0',
         networkMode: 'none',
         readOnly: false,
-        capabilities: { drops: ['ALL'], adds: ['CHOWN'] },
+        // Docker stores capability names with their CAP_ prefix and the provider reads them back so; `CHOWN`
+        // would be a replacement on every refreshed `pulumi up`.
+        capabilities: { drops: ['ALL'], adds: ['CAP_CHOWN'] },
         securityOpts: ['no-new-privileges:true'],
         healthcheck: { ...NO_HEALTHCHECK, tests: [...NO_HEALTHCHECK.tests] },
         restart: 'no',
-        volumes: [{ volumeName: volume.name, containerPath: directory }],
+        volumes: [{ volumeName: volume.name, containerPath: directory, readOnly: false }],
         uploads: s.secrets.map((use) => {
           const value = ctx.secrets[use.secret];
           if (!value) throw new Error(`[${s.path}] pulumi: secret ${JSON.stringify(use.secret)} has no value`);

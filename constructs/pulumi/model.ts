@@ -163,16 +163,20 @@ export function containerHealthcheck(service: ResolvedService): {
 }
 
 /**
- * The health check of a container that must have none: `NONE` disables the one its image declares, which Docker
- * would otherwise copy into the container (and the provider would read back as a change).
+ * The health check of a container that must have none: `NONE` disables the one its image declares. Docker still
+ * copies every zero field (interval, timeout, start period, retries) from the image's `HEALTHCHECK` into the
+ * container, and the provider reads those back as a change, so each is set, in Go's form; with `NONE` they are
+ * never used. `startInterval` stays 0: engines before API 1.44 drop it, and would read any other value back as 0.
+ *
+ * @see https://github.com/moby/moby/blob/master/daemon/commit.go (merge)
  */
 export const NO_HEALTHCHECK = {
   tests: ['NONE'],
-  interval: '0s',
-  timeout: '0s',
-  startPeriod: '0s',
+  interval: '1m0s',
+  timeout: '30s',
+  startPeriod: '1s',
   startInterval: '0s',
-  retries: 0,
+  retries: 1,
 } as const;
 
 /**

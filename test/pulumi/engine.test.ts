@@ -193,6 +193,23 @@ describe("inputs in the Docker provider's read-back forms", () => {
         }
         const hc = c.healthcheck;
         if (!hc) throw new Error(`${r.name} has no health check: Docker would copy the image's, read back as a change`);
+        // Docker copies each zero field from the image's HEALTHCHECK, even under NONE (seen on a real engine:
+        // the writer of the producer read back interval 10s, timeout 5s, start period 20s, retries 3).
+        expect({
+          container: r.name,
+          interval: hc.interval,
+          timeout: hc.timeout,
+          startPeriod: hc.startPeriod,
+        }).not.toMatchObject({ interval: '0s' });
+        expect({
+          container: r.name,
+          zero: [hc.timeout, hc.startPeriod].includes('0s'),
+          retries: hc.retries > 0,
+        }).toEqual({
+          container: r.name,
+          zero: false,
+          retries: true,
+        });
         for (const field of ['interval', 'timeout', 'startPeriod'] as const) {
           expect({ container: r.name, field, value: hc[field] }).toMatchObject({ value: goForm });
         }
@@ -204,6 +221,20 @@ describe("inputs in the Docker provider's read-back forms", () => {
             container: r.name,
             field,
             value: goDuration(secs),
+          });
+        }
+      }
+    });
+
+    test('capabilities carry the CAP_ prefix Docker stores, and every volume mount says whether it is read-only', () => {
+      for (const r of containers) {
+        const c = containerInputs(r) as { capabilities?: { adds?: string[] }; volumes?: { readOnly?: boolean }[] };
+        for (const cap of c.capabilities?.adds ?? [])
+          expect({ container: r.name, cap }).toMatchObject({ cap: /^CAP_/ });
+        for (const v of c.volumes ?? []) {
+          expect({ container: r.name, readOnly: typeof v.readOnly }).toEqual({
+            container: r.name,
+            readOnly: 'boolean',
           });
         }
       }

@@ -244,7 +244,11 @@ describe.each([
         [...s.networks].sort().map((n) => ({ name: scopedName(system, n), aliases: [s.name] })),
       );
       expect(c.volumes).toEqual([
-        ...s.volumeMounts.map((m) => ({ volumeName: scopedName(system, m.volume), containerPath: m.path })),
+        ...s.volumeMounts.map((m) => ({
+          volumeName: scopedName(system, m.volume),
+          containerPath: m.path,
+          readOnly: false,
+        })),
         { volumeName: scopedName(system, `${s.name}-secrets`), containerPath: '/run/secrets', readOnly: true },
       ]);
       expect(d.recorder.options.get(r.name)).toMatchObject({
@@ -293,18 +297,20 @@ describe.each([
         user: '0:0',
         networkMode: 'none',
         readOnly: false,
-        capabilities: { drops: ['ALL'], adds: ['CHOWN'] },
+        capabilities: { drops: ['ALL'], adds: ['CAP_CHOWN'] },
         securityOpts: ['no-new-privileges:true'],
         healthcheck: {
           tests: ['NONE'],
-          interval: '0s',
-          timeout: '0s',
-          startPeriod: '0s',
+          interval: '1m0s',
+          timeout: '30s',
+          startPeriod: '1s',
           startInterval: '0s',
-          retries: 0,
+          retries: 1,
         },
         restart: 'no',
-        volumes: [{ volumeName: `async-jobs-${env}-${s.name}-secrets`, containerPath: '/run/secrets' }],
+        volumes: [
+          { volumeName: `async-jobs-${env}-${s.name}-secrets`, containerPath: '/run/secrets', readOnly: false },
+        ],
         uploads: s.secrets.map((use) => ({
           file: `/run/secrets/${use.secret}`,
           content: sentinel(use.secret),
