@@ -3,7 +3,7 @@
 #   node        Node 24 and npm 11.6.2 under .tools/ (the system Node may be older) from the npm registry's `node`
 #               and `npm` packages (the `node` package carries no npm); 11.6.2 is the npm of the synthesized
 #               Dockerfiles' Node image, so the lockfiles install here with the same npm as in the images
-#   deps        npm ci for the root and services/ when package-lock.json changed
+#   deps        npm ci for the root, services/ and bench/ when package-lock.json changed
 #   servers     RabbitMQ (Debian's rabbitmq-server) and FerretDB (built from the Go module proxy) for integration tests
 #   ferretdb    only the FerretDB binary (.tools/bin/ferretdb, static); the e2e's MongoDB-wire image copies it
 #   browser     Debian's chromium for the browser test
@@ -68,6 +68,8 @@ part_deps() {
   export PATH="$tools/node_modules/.bin:$PATH"
   ci_if_needed "$root"
   ci_if_needed "$root/services"
+  # The benchmarks' npm packages too: `npm run lint` and `typecheck` cover bench/, whose types they need.
+  ci_if_needed "$root/bench"
 }
 
 # The benchmarks' own dependencies (autocannon, BullMQ) and Redis, the baseline queue they compare against.
