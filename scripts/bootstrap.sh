@@ -8,13 +8,16 @@
 #   ferretdb    only the FerretDB binary (.tools/bin/ferretdb, static); the e2e's MongoDB-wire image copies it
 #   browser     Debian's chromium for the browser test
 #   bench       the benchmarks' npm packages, Debian's redis-server (BullMQ baseline) and postgresql (FerretDB's backend)
-#   validators  docker-compose, yamllint, shellcheck (Debian), kubernetes-validate (PyPI) for the output checks
+#   schemas     the compose-spec JSON schema as Compose v2 embeds it (Go module compose-go), into .tools/schemas/
+#   validators  docker-compose, yamllint, shellcheck (Debian), kubernetes-validate (PyPI), the schemas above
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools="$root/.tools"
 NODE_MAJOR=24
 NPM_VERSION=11.6.2
 FERRETDB_VERSION=v1.24.2
+# The newest compose-go this Go (1.26.8, Debian's host toolchain here) accepts; v2.17 asks for go >= 1.26.11.
+COMPOSE_GO_VERSION=v2.16.2
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -54,7 +57,9 @@ ci_if_needed() {
   local dir=$1
   local stamp="$dir/node_modules/.package-lock.json"
   if [ -f "$stamp" ] && [ "$dir/node_modules/.bootstrap-stamp" -nt "$dir/package-lock.json" ]; then return 0; fi
-  log "npm ci in ${dir#"$root"/}"
+  local name=.
+  [ "$dir" = "$root" ] || name=${dir#"$root"/}
+  log "npm ci in $name"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   touch "$dir/node_modules/.bootstrap-stamp"
 }
@@ -119,8 +124,34 @@ part_browser() {
   apt_install chromium
 }
 
+# The schema Compose v2 validates every file against, from compose-go (the library Compose v2 is built on), not a
+# copy kept by hand: the Go module proxy serves it by version, and `go mod download` checks it against the checksum
+# database. The tests and `npm run verify` read it from .tools/schemas/ (verify/validators.ts).
+part_schemas() {
+  local dir="$tools/schemas"
+  if [ -f "$dir/compose-spec.json" ] && [ "$(cat "$dir/compose-spec.version" 2>/dev/null)" = "$COMPOSE_GO_VERSION" ]; then
+    return 0
+  fi
+  command -v go >/dev/null || apt_install golang-go
+  log "compose-spec schema from compose-go $COMPOSE_GO_VERSION"
+  local work src
+  work=$(mktemp -d)
+  src=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/compose-spec/compose-go/v2@$COMPOSE_GO_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  rm -rf "$work"
+  if [ -z "$src" ] || [ ! -f "$src/schema/compose-spec.json" ]; then
+    log "could not download github.com/compose-spec/compose-go/v2@$COMPOSE_GO_VERSION from the Go module proxy"
+    return 1
+  fi
+  mkdir -p "$dir"
+  cp "$src/schema/compose-spec.json" "$dir/compose-spec.json"
+  chmod u+w "$dir/compose-spec.json"
+  echo "$COMPOSE_GO_VERSION" >"$dir/compose-spec.version"
+}
+
 part_validators() {
   apt_install docker-compose yamllint shellcheck
+  part_schemas
   # PyPI's kubernetes-validate for test/k8s; `npm run verify`'s own linters: scripts/install-validators.sh.
   sh "$root/scripts/install-k8s-validators.sh" >/dev/null
 }
@@ -129,8 +160,8 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(node deps)
 for part in "${parts[@]}"; do
   case "$part" in
-    node | deps | servers | ferretdb | browser | validators | bench) "part_$part" ;;
+    node | deps | servers | ferretdb | browser | schemas | validators | bench) "part_$part" ;;
     all) part_node; part_deps; part_servers; part_browser; part_validators; part_bench ;;
-    *) log "unknown part '$part'; expected node, deps, servers, ferretdb, browser, validators, bench or all"; exit 2 ;;
+    *) log "unknown part '$part'; expected node, deps, servers, ferretdb, browser, schemas, validators, bench or all"; exit 2 ;;
   esac
 done

@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, join, relative, resolve as resolvePath, sep } from 'node:path';
-import Ajv from 'ajv';
+import Ajv, { type ValidateFunction } from 'ajv';
+import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import { parse, parseAllDocuments } from 'yaml';
 
@@ -20,8 +21,35 @@ export const REPO_ROOT = ((): string => {
   return dir;
 })();
 
-/** The compose-spec JSON schema, shared beside the repository (`../shared/schemas`). */
-export const COMPOSE_SCHEMA = join(REPO_ROOT, '..', 'shared', 'schemas', 'compose-spec.json');
+/**
+ * The Compose Specification's JSON schema as Compose v2 itself embeds it: `schema/compose-spec.json` of the Go module
+ * `github.com/compose-spec/compose-go/v2`, copied into `.tools/schemas/` by `scripts/bootstrap.sh schemas` at the
+ * version pinned there (written beside it in `compose-spec.version`).
+ * @see https://github.com/compose-spec/compose-go/tree/main/schema
+ */
+export const COMPOSE_SCHEMA = join(REPO_ROOT, '.tools', 'schemas', 'compose-spec.json');
+const COMPOSE_SCHEMA_INSTALL = 'bash scripts/bootstrap.sh schemas';
+
+/** compose-go's version the schema came from, or null when the schema is not installed. */
+export function composeSchemaVersion(): string | null {
+  const file = join(dirname(COMPOSE_SCHEMA), 'compose-spec.version');
+  return existsSync(COMPOSE_SCHEMA) && existsSync(file) ? readFileSync(file, 'utf8').trim() : null;
+}
+
+/**
+ * Compiles the compose-spec schema with the Ajv dialect its `$schema` names (compose-go's is draft 2020-12; older
+ * copies were draft-07). Throws, naming the command that installs it, when it is missing.
+ */
+export function compileComposeSchema(): ValidateFunction {
+  if (composeSchemaVersion() === null)
+    throw new Error(`compose-spec schema not found at ${COMPOSE_SCHEMA}; install it with ${COMPOSE_SCHEMA_INSTALL}`);
+  const schema = JSON.parse(readFileSync(COMPOSE_SCHEMA, 'utf8')) as { $schema?: string };
+  // The schema names its meta-schema by an https URL that would be fetched to validate the schema itself: skip that.
+  const options = { strict: false, allErrors: true, validateSchema: false };
+  const ajv = schema.$schema?.includes('2020-12') === true ? new Ajv2020(options) : new Ajv(options);
+  addFormats(ajv);
+  return ajv.compile(schema);
+}
 
 /** One problem a validator reported. */
 export interface Finding {
@@ -145,20 +173,16 @@ const yamllint: Validator = {
 const composeSchema: Validator = {
   name: 'compose-spec schema',
   command: null,
-  install: `the compose-spec schema at ${COMPOSE_SCHEMA}`,
+  install: COMPOSE_SCHEMA_INSTALL,
   files: byName(isCompose),
   version() {
     const ajvVersion = (
       JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', 'ajv', 'package.json'), 'utf8')) as { version: string }
     ).version;
-    const schema = JSON.parse(readFileSync(COMPOSE_SCHEMA, 'utf8')) as { $id?: string };
-    return `${schema.$id ?? 'compose-spec.json'} (ajv ${ajvVersion})`;
+    return `compose-go ${composeSchemaVersion() ?? 'unknown'} schema/compose-spec.json (ajv ${ajvVersion})`;
   },
   run(_exe, files, dist) {
-    // The schema names the draft-07 meta-schema by an https URL Ajv does not bundle; the schema itself is draft-07.
-    const ajv = new Ajv({ strict: false, allErrors: true, validateSchema: false });
-    addFormats(ajv);
-    const validate = ajv.compile(JSON.parse(readFileSync(COMPOSE_SCHEMA, 'utf8')) as object);
+    const validate = compileComposeSchema();
     const findings: Finding[] = [];
     for (const file of files) {
       if (validate(parse(readFileSync(file, 'utf8')))) continue;
@@ -571,7 +595,7 @@ export interface ValidatorResult {
 export function runValidator(v: Validator, dist: string, exceptions: readonly Exception[]): ValidatorResult {
   const files = v.files(dist);
   const exe = v.command === null ? '' : findExecutable(v.command);
-  if (exe === null || (v.command === null && !existsSync(COMPOSE_SCHEMA))) {
+  if (exe === null || (v.command === null && composeSchemaVersion() === null)) {
     return {
       name: v.name,
       version: 'not installed',

@@ -46,7 +46,8 @@ export function commonServiceKeys(s: ResolvedService): Record<string, unknown> {
     healthcheck: composeHealthcheck(s),
     user: `${s.security.user}:${s.security.group}`,
     read_only: s.security.readOnlyRootFilesystem,
-    tmpfs: s.security.tmpfs,
+    // `path:options` is what Docker's `--tmpfs` takes; the size caps what the tmpfs charges to the memory limit.
+    tmpfs: s.security.tmpfs.map((path) => `${path}:size=${s.security.tmpfsSize.toDocker()}`),
     cap_drop: ['ALL'],
     stop_grace_period: `${s.terminationGracePeriodSeconds}s`,
     volumes: s.volumeMounts.map((m) => ({ type: 'volume', source: m.volume, target: m.path })),

@@ -1,6 +1,7 @@
 /**
  * The Kubernetes chart of one environment: a cdk8s Chart built from the resolved model only.
  */
+import { createHash } from 'node:crypto';
 import { ApiObject, App, Chart } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
@@ -11,6 +12,7 @@ import {
   containerPorts,
   containerSecurityContext,
   labelsFor,
+  memoryEmptyDir,
   meta,
   PART_OF,
   placement,
@@ -39,6 +41,12 @@ import {
 
 /** The queue the consumers drain; KEDA scales on its depth. Named by the services (`QUEUE_PREFIX` + `.work`). */
 export const WORK_QUEUE = 'jobs.work';
+
+/**
+ * A finished replica-set initiation Job is deleted after this long: long enough to read its logs, short enough that
+ * the Jobs of earlier revisions (see `replicaSetJob`) do not accumulate.
+ */
+export const MONGO_INIT_TTL_SECONDS = 3600;
 
 /** Rollout pacing shared by every workload. */
 const MIN_READY_SECONDS = 10;
@@ -249,13 +257,29 @@ class Builder {
     };
   }
 
-  /** PodDisruptionBudget for a workload that runs more than one pod. */
+  /**
+   * PodDisruptionBudget for a workload that runs more than one pod: voluntary disruptions (drains) take one pod at
+   * a time (`maxUnavailable: 1`, relative to the current scale).
+   *
+   * A KEDA-scaled Deployment is the exception. Its manifest has no `replicas` (the scaler owns them), so until the
+   * KEDA operator has reconciled the ScaledObject it runs the API default of one pod, and `maxUnavailable: 1` would
+   * let a drain evict that last pod. Its budget is therefore absolute and tied to the model's minimum
+   * (`minAvailable: minReplicas - 1`): at the minimum it allows one eviction as before, and below it (no operator)
+   * it allows none, so a drain waits (and shows why) instead of stopping every consumer. The HPA of the producer
+   * needs no such care: the HorizontalPodAutoscaler controller is part of Kubernetes and raises the Deployment to
+   * `minReplicas` even without metrics.
+   *
+   * @see https://kubernetes.io/docs/tasks/run-application/configure-pdb/#think-about-how-your-application-reacts-to-disruptions
+   */
   private disruptionBudget(s: ResolvedService): void {
     const min = s.autoscaling ? s.autoscaling.minReplicas : s.replicas;
     if (min < 2) return;
+    const budget = this.kedaScales(s)
+      ? { minAvailable: k8s.IntOrString.fromNumber(min - 1) }
+      : { maxUnavailable: k8s.IntOrString.fromNumber(1) };
     new k8s.KubePodDisruptionBudget(this.scope, `${s.name}-pdb`, {
       metadata: meta(this.system, s.name, serviceLabels(s)),
-      spec: { maxUnavailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: serviceLabels(s) } },
+      spec: { ...budget, selector: { matchLabels: serviceLabels(s) } },
     });
   }
 
@@ -516,65 +540,77 @@ class Builder {
   }
 
   /**
-   * The Job that initiates the replica set. Idempotent (see the script), bounded (backoffLimit, deadline), and
-   * removed an hour after it finishes so that a later `kubectl apply` can create it again with a changed template
-   * (a Job's template is immutable). It has no probes: it is a one-shot task, not a service.
+   * The Job that initiates the replica set. Idempotent (see the script) and bounded (backoffLimit, deadline).
+   *
+   * A Job's pod template is immutable, so a Job of a fixed name could never follow a change of the mongo image,
+   * its resources or its script: `kubectl apply` would fail with `spec.template: … field is immutable` for as long
+   * as the old Job exists. The name therefore ends in a hash of everything the Job runs ({@link jobRevision}): a
+   * changed template is a new Job, which `kubectl apply` creates (and which finds the replica set initiated and
+   * exits 0), while an unchanged one keeps its name and applies as a no-op. Finished Jobs delete themselves after
+   * `ttlSecondsAfterFinished`, so old revisions do not pile up; until then `kubectl logs job/<name>` still works.
+   * Selectors (NetworkPolicy, `kubectl wait -l`) use its labels, which never change. It has no probes: it is a
+   * one-shot task, not a service.
+   *
+   * @see https://kubernetes.io/docs/concepts/workloads/controllers/job/#ttl-mechanism-for-finished-jobs
    */
   private replicaSetJob(s: ResolvedService): void {
     const system = this.system;
     const labels = labelsFor(MONGO_INIT_NAME, 'database-init');
+    const script = replicaSetInitScript(system, s.replicas);
     new k8s.KubeConfigMap(this.scope, `${MONGO_INIT_NAME}-script`, {
       metadata: meta(system, MONGO_INIT_NAME, labels),
-      data: { 'initiate.js': replicaSetInitScript(system, s.replicas) },
+      data: { 'initiate.js': script },
     });
     const secrets = secretFiles([
       { secret: system.database.passwordSecret, path: `/run/secrets/${system.database.passwordSecret}` },
     ]);
     const host = `${s.name}-0.${headlessName(s.name)}.${this.ns}.svc:${system.database.port}`;
+    const template: k8s.PodTemplateSpec = {
+      metadata: { labels },
+      spec: {
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        restartPolicy: 'Never',
+        securityContext: podSecurityContext(s.security.user, s.security.group),
+        containers: [
+          {
+            name: 'initiate',
+            image: s.image.reference,
+            imagePullPolicy: PULL_POLICY,
+            command: [
+              'mongosh',
+              '--quiet',
+              '--norc',
+              `mongodb://${host}/admin?directConnection=true`,
+              '--file',
+              '/scripts/initiate.js',
+            ],
+            // mongosh keeps history and logs under $HOME; the root filesystem is read-only.
+            env: [{ name: 'HOME', value: '/tmp' }],
+            resources: resources(s),
+            securityContext: containerSecurityContext(s.security.user, s.security.group, true),
+            volumeMounts: sortMounts([
+              ...secrets.mounts,
+              { name: 'scripts', mountPath: '/scripts', readOnly: true },
+              { name: 'tmp', mountPath: '/tmp' },
+            ]),
+          },
+        ],
+        volumes: sortVolumes([
+          ...secrets.volumes,
+          { name: 'scripts', configMap: { name: MONGO_INIT_NAME, defaultMode: 0o444 } },
+          { name: 'tmp', emptyDir: memoryEmptyDir(s) },
+        ]),
+      },
+    };
+    const name = `${MONGO_INIT_NAME}-${jobRevision(template, { 'initiate.js': script })}`;
     new k8s.KubeJob(this.scope, MONGO_INIT_NAME, {
-      metadata: meta(system, MONGO_INIT_NAME, labels),
+      metadata: meta(system, name, labels),
       spec: {
         backoffLimit: 6,
         activeDeadlineSeconds: 900,
-        ttlSecondsAfterFinished: 3600,
-        template: {
-          metadata: { labels },
-          spec: {
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            restartPolicy: 'Never',
-            securityContext: podSecurityContext(s.security.user, s.security.group),
-            containers: [
-              {
-                name: 'initiate',
-                image: s.image.reference,
-                imagePullPolicy: PULL_POLICY,
-                command: [
-                  'mongosh',
-                  '--quiet',
-                  '--norc',
-                  `mongodb://${host}/admin?directConnection=true`,
-                  '--file',
-                  '/scripts/initiate.js',
-                ],
-                // mongosh keeps history and logs under $HOME; the root filesystem is read-only.
-                env: [{ name: 'HOME', value: '/tmp' }],
-                resources: resources(s),
-                securityContext: containerSecurityContext(s.security.user, s.security.group, true),
-                volumeMounts: sortMounts([
-                  ...secrets.mounts,
-                  { name: 'scripts', mountPath: '/scripts', readOnly: true },
-                  { name: 'tmp', mountPath: '/tmp' },
-                ]),
-              },
-            ],
-            volumes: sortVolumes([
-              ...secrets.volumes,
-              { name: 'scripts', configMap: { name: MONGO_INIT_NAME, defaultMode: 0o444 } },
-              { name: 'tmp', emptyDir: { medium: 'Memory' } },
-            ]),
-          },
-        },
+        ttlSecondsAfterFinished: MONGO_INIT_TTL_SECONDS,
+        template,
       },
     });
   }
@@ -744,6 +780,29 @@ class Builder {
       },
     });
   }
+}
+
+/**
+ * Revision of a Job: the first 10 hex digits of the SHA-256 of its pod template as the API server receives it
+ * (keys sorted) and of the files it mounts from ConfigMaps, whose content the template only names.
+ */
+export function jobRevision(template: k8s.PodTemplateSpec, files: Readonly<Record<string, string>>): string {
+  const canonical = JSON.stringify(sortKeysDeep({ files, template: k8s.toJson_PodTemplateSpec(template) }));
+  return createHash('sha256').update(canonical).digest('hex').slice(0, JOB_REVISION_LENGTH);
+}
+
+const JOB_REVISION_LENGTH = 10;
+
+function sortKeysDeep(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map((v) => sortKeysDeep(v));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, sortKeysDeep((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
 }
 
 function sortRecord(data: Record<string, string>): Record<string, string> {

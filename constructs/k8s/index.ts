@@ -7,7 +7,10 @@ import type { Gap, GeneratedFile, SynthContext, Target, TargetOutput } from '../
 import { renderYaml } from '../output/yaml';
 import { buildChart, kubernetesErrors } from './chart';
 
-export { buildChart, kubernetesErrors, WORK_QUEUE } from './chart';
+export { buildChart, jobRevision, kubernetesErrors, MONGO_INIT_TTL_SECONDS, WORK_QUEUE } from './chart';
+export { MONGO_INIT_NAME } from './network';
+export { requiredNodes } from './pod';
+export { clusterRequirements, type ClusterRequirement } from './requirements';
 export { rabbitmqVersion, peerDiscovery } from './stateful';
 
 /** Path of the manifest file of an environment, relative to the output directory. */

@@ -144,11 +144,22 @@ export function scratchVolumeName(path: string): string {
   );
 }
 
-/** The model's tmpfs paths as memory-backed emptyDirs (Docker `tmpfs` semantics). */
+/**
+ * A memory-backed emptyDir of the model's tmpfs size. Without `sizeLimit` the kubelet sizes the tmpfs to the pod's
+ * memory limit; with it, writing more evicts the pod instead of growing until the container is OOM-killed. Either
+ * way its pages are charged to the container's memory, which the model's validation accounts for.
+ *
+ * @see https://kubernetes.io/docs/concepts/storage/volumes/#emptydir-configuration-example
+ */
+export function memoryEmptyDir(s: ResolvedService): k8s.EmptyDirVolumeSource {
+  return { medium: 'Memory', sizeLimit: k8s.Quantity.fromString(s.security.tmpfsSize.toKubernetes()) };
+}
+
+/** The model's tmpfs paths as memory-backed emptyDirs (Docker `tmpfs` semantics), each with the model's size. */
 export function scratchVolumes(s: ResolvedService): { volumes: k8s.Volume[]; mounts: k8s.VolumeMount[] } {
   const paths = [...s.security.tmpfs].sort();
   return {
-    volumes: paths.map((p) => ({ name: scratchVolumeName(p), emptyDir: { medium: 'Memory' } })),
+    volumes: paths.map((p) => ({ name: scratchVolumeName(p), emptyDir: memoryEmptyDir(s) })),
     mounts: paths.map((p) => ({ name: scratchVolumeName(p), mountPath: p })),
   };
 }
@@ -202,10 +213,26 @@ export function containerPorts(s: ResolvedService): k8s.ContainerPort[] {
 export const PULL_POLICY = 'IfNotPresent';
 
 /**
- * Scheduling for highly available environments: stateful members on distinct nodes (hard), stateless replicas
- * spread over nodes and zones (soft, so a small cluster still schedules them).
+ * Scheduling for highly available environments.
+ *
+ * - Stateful members (RabbitMQ nodes, MongoDB members) on distinct nodes, hard (required pod anti-affinity): two
+ *   members on one node would lose quorum together. So an environment needs at least as many schedulable nodes as
+ *   its largest stateful replica count ({@link requiredNodes}); with fewer, the extra members stay Pending.
+ * - Stateless replicas spread over nodes, hard (`DoNotSchedule`, `maxSkew: 1`): a soft spread is only one score
+ *   among the scheduler's, and it put all three producers on one node in a real check. `maxSkew: 1` still places
+ *   any number of replicas on any number of nodes (10 producers on 3 nodes: 4/3/3), never blocks on a single-node
+ *   cluster (one domain has no skew), and tainted or cordoned nodes are not counted as empty domains
+ *   (`nodeTaintsPolicy: Honor`), so a drain or a tainted control-plane node does not block scheduling. Required
+ *   anti-affinity would instead cap an autoscaled Deployment at one pod per node. `matchLabelKeys:
+ *   [pod-template-hash]` spreads each rollout's new ReplicaSet on its own, so a surge pod is never held back by old
+ *   pods about to go.
+ * - Zones: soft everywhere (`ScheduleAnyway`): a hard zone constraint would reject every node without a
+ *   `topology.kubernetes.io/zone` label, which many clusters lack.
+ *
+ * Development environments (not highly available) get none of this, so a single-node cluster runs them.
  *
  * @see https://kubernetes.io/docs/concepts/scheduling-eviction/topology-spread-constraints/
+ * @see https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#inter-pod-affinity-and-anti-affinity
  */
 export function placement(
   system: ResolvedSystem,
@@ -216,16 +243,14 @@ export function placement(
   const zone: k8s.TopologySpreadConstraint = {
     labelSelector: selector,
     maxSkew: 1,
-    topologyKey: 'topology.kubernetes.io/zone',
+    topologyKey: ZONE_LABEL,
     whenUnsatisfiable: 'ScheduleAnyway',
   };
   if (s.stateful) {
     return {
       affinity: {
         podAntiAffinity: {
-          requiredDuringSchedulingIgnoredDuringExecution: [
-            { labelSelector: selector, topologyKey: 'kubernetes.io/hostname' },
-          ],
+          requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: selector, topologyKey: HOSTNAME_LABEL }],
         },
       },
       topologySpreadConstraints: [zone],
@@ -235,11 +260,25 @@ export function placement(
     topologySpreadConstraints: [
       {
         labelSelector: selector,
+        matchLabelKeys: ['pod-template-hash'],
         maxSkew: 1,
-        topologyKey: 'kubernetes.io/hostname',
-        whenUnsatisfiable: 'ScheduleAnyway',
+        nodeTaintsPolicy: 'Honor',
+        topologyKey: HOSTNAME_LABEL,
+        whenUnsatisfiable: 'DoNotSchedule',
       },
       zone,
     ],
   };
+}
+
+const HOSTNAME_LABEL = 'kubernetes.io/hostname';
+const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+/**
+ * Schedulable nodes an environment needs: the stateful members must be on distinct nodes (see {@link placement}).
+ * 1 for an environment that is not highly available.
+ */
+export function requiredNodes(system: ResolvedSystem): number {
+  if (!system.highlyAvailable) return 1;
+  return Math.max(1, ...system.services.filter((s) => s.stateful).map((s) => s.replicas));
 }

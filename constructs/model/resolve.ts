@@ -52,6 +52,8 @@ export const DEFAULTS = {
   storageSize: Memory.gibibytes(1),
   ephemeralStorageRequest: Memory.mebibytes(64),
   ephemeralStorageLimit: Memory.mebibytes(256),
+  /** Enough for what the images write to /tmp (sockets, pid files, mongosh's home in the init Job). */
+  tmpfsSize: Memory.mebibytes(64),
   health: {
     interval: Duration.seconds(10),
     timeout: Duration.seconds(5),
@@ -250,6 +252,7 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
         group: p.group ?? user,
         readOnlyRootFilesystem: p.readOnlyRootFilesystem ?? true,
         tmpfs: p.tmpfs ?? ['/tmp'],
+        tmpfsSize: p.tmpfsSize ?? DEFAULTS.tmpfsSize,
       },
       terminationGracePeriodSeconds: (p.terminationGracePeriod ?? DEFAULTS.terminationGracePeriod).seconds,
       networks: publishedPorts.length > 0 || workload.kind === 'producer' ? ['backend', 'frontend'] : ['backend'],

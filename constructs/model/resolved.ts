@@ -110,6 +110,8 @@ export interface ResolvedSecurity {
   readonly group: number;
   readonly readOnlyRootFilesystem: boolean;
   readonly tmpfs: readonly string[];
+  /** Size limit of each tmpfs path; charged to the memory limit. */
+  readonly tmpfsSize: Memory;
 }
 
 export interface ResolvedService {

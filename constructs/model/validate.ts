@@ -85,6 +85,31 @@ function checkQuantityPair(
   }
 }
 
+/**
+ * A tmpfs is charged to the container's memory cgroup, so the tmpfs paths together must leave room below the memory
+ * limit for the process itself.
+ */
+function checkTmpfsSize(c: Collector, s: ResolvedService): void {
+  const size = s.security.tmpfsSize;
+  const problem = size.problem();
+  if (problem) {
+    c.add(s.path, 'tmpfsSize', problem);
+    return;
+  }
+  const limit = s.resources.memoryLimit;
+  const paths = s.security.tmpfs.length;
+  if (paths === 0 || limit.problem() !== undefined) return;
+  const total = size.mebibytes * paths;
+  if (total >= limit.mebibytes) {
+    const got = paths === 1 ? size.toString() : `${size.toString()} for each of ${paths} paths (${total}Mi in all)`;
+    c.add(
+      s.path,
+      'tmpfsSize',
+      `got ${got}, expected less than resources.memoryLimit (${limit.toString()}) because what is written to a tmpfs counts against the memory limit`,
+    );
+  }
+}
+
 function envValue(s: ResolvedService, name: string): string | undefined {
   return s.env.find((e) => e.name === name)?.value;
 }
@@ -248,6 +273,7 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
       );
     }
   }
+  checkTmpfsSize(c, s);
   checkInteger(c, p, 'terminationGracePeriod', s.terminationGracePeriodSeconds, 0);
 
   if (s.kind === 'consumer') {

@@ -79,6 +79,15 @@ export interface WorkloadProps {
   readonly readOnlyRootFilesystem?: boolean;
   /** Writable in-memory paths. @default ['/tmp'] */
   readonly tmpfs?: readonly string[];
+  /**
+   * Size limit of each `tmpfs` path. A tmpfs lives in memory: what is written there counts against
+   * `resources.memoryLimit` (a Kubernetes memory-backed `emptyDir` and a Docker tmpfs are both charged to the
+   * container's memory cgroup), so all of them together must stay below that limit. Without a limit a tmpfs may
+   * grow until the container is OOM-killed.
+   * @see https://kubernetes.io/docs/concepts/storage/volumes/#emptydir
+   * @default Memory.mebibytes(64)
+   */
+  readonly tmpfsSize?: Memory;
   /** Numeric user id. @default 10001 for the services, the upstream image's own user for broker and database */
   readonly user?: number;
   /** Numeric group id. @default same as `user` */

@@ -7,6 +7,7 @@
  * target. A feature a target cannot express for a given model is still a gap at synth time (`Gap`), which fails
  * unless the model accepts it; the report lists the accepted gaps with their reasons.
  */
+import { clusterRequirements, type ClusterRequirement } from '../k8s/requirements';
 import type { ResolvedSystem, TargetName } from '../model';
 import { pulumiGaps } from '../pulumi/model';
 import type { FeatureSupport, Gap, GeneratedFile, Target } from '../output/types';
@@ -105,7 +106,7 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     'startup-ordering': n('`depends_on: condition: service_healthy`'),
     secrets: n('top-level `secrets` from files, `*_FILE` variables'),
     'resource-limits': n('`deploy.resources` limits and reservations'),
-    'read-only-root': n('`read_only: true`, `tmpfs: [/tmp]`'),
+    'read-only-root': n('`read_only: true`, `tmpfs: [/tmp:size=…]`'),
     'non-root-user': n('numeric `user`'),
     'capabilities-dropped': n('`cap_drop: [ALL]`'),
     'no-new-privileges': n('`security_opt: [no-new-privileges:true]`'),
@@ -123,14 +124,16 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
   swarm: swarmFeatures(),
   kubernetes: {
     replicas: n('`Deployment`/`StatefulSet` replicas'),
-    autoscaling: n('HorizontalPodAutoscaler (CPU) for the producer; KEDA ScaledObject on queue depth for the consumer'),
+    autoscaling: n(
+      'HorizontalPodAutoscaler (CPU, needs metrics-server) for the producer; KEDA ScaledObject on queue depth for the consumer (needs the KEDA operator)',
+    ),
     'health-checks': n('readiness, liveness and startup probes (RabbitMQ: readiness only, by its guidance)'),
     'startup-ordering': e(
       'readiness probes gate Service endpoints, and the services retry their connections with back-off',
     ),
     secrets: n('Secrets projected as files under /run/secrets, `*_FILE` variables'),
     'resource-limits': n('requests and limits, ephemeral storage included'),
-    'read-only-root': n('`readOnlyRootFilesystem`, memory-backed `emptyDir` at /tmp'),
+    'read-only-root': n('`readOnlyRootFilesystem`, memory-backed `emptyDir` at /tmp with `sizeLimit`'),
     'non-root-user': n('`runAsNonRoot`, numeric `runAsUser`/`runAsGroup`'),
     'capabilities-dropped': n('`capabilities.drop: [ALL]`'),
     'no-new-privileges': n('`allowPrivilegeEscalation: false`, seccomp `RuntimeDefault`'),
@@ -148,9 +151,11 @@ export const TARGET_FEATURES: Readonly<Record<TargetName, Readonly<Record<string
     autoscaling: u('standalone containers have no autoscaler (gap `autoscaling`)'),
     'health-checks': n('Docker `healthcheck`; `wait: true` until healthy'),
     'startup-ordering': e('`dependsOn` on the broker and database containers, which wait until healthy'),
-    secrets: e('secret config values uploaded as files (mode 0400), `*_FILE` variables; never in `envs`'),
+    secrets: e(
+      'secret config values written once into a per-service volume by a short-lived writer container (mode 0400, the service uid/gid), mounted read-only at /run/secrets; `*_FILE` variables; never in `envs`',
+    ),
     'resource-limits': n('`memory`, `cpus`, `memoryReservation`, `cpuShares`'),
-    'read-only-root': n('`readOnly`, `tmpfs` /tmp'),
+    'read-only-root': n('`readOnly`, `tmpfs` /tmp with `size=`'),
     'non-root-user': n('numeric `user`'),
     'capabilities-dropped': n('`capabilities.drops: [ALL]`'),
     'no-new-privileges': n('`securityOpts: [no-new-privileges:true]`'),
@@ -180,6 +185,11 @@ export interface ParityReport {
   readonly targets: readonly TargetName[];
   readonly features: readonly { id: string; label: string; support: Readonly<Record<string, FeatureSupport>> }[];
   readonly acceptedGaps: readonly (Gap & { environment: string; reason: string })[];
+  /**
+   * What a Kubernetes cluster must provide for each environment's manifests (add-ons, node count): a feature the
+   * target expresses natively can still depend on the cluster, which the table alone would not say.
+   */
+  readonly kubernetesRequirements: readonly { environment: string; requirements: readonly ClusterRequirement[] }[];
 }
 
 /**
@@ -208,6 +218,10 @@ export function parityReport(
       support: Object.fromEntries(
         PARITY_TARGETS.map((t) => [t, featuresOf(t, registered)[f.id] ?? u('not declared by the target')]),
       ),
+    })),
+    kubernetesRequirements: systems.map((system) => ({
+      environment: system.environment,
+      requirements: clusterRequirements(system),
     })),
     acceptedGaps: [...acceptedGaps]
       .map((g) => ({ ...g, environment: g.path.split('/')[0] ?? '' }))
@@ -270,7 +284,8 @@ export function parityFiles(report: ParityReport, header: string): GeneratedFile
     "target's concern.\n\n" +
     featureTable(report) +
     '\n## Accepted gaps\n\n' +
-    gaps;
+    gaps +
+    requirementsSection(report);
   const json = `${JSON.stringify(
     {
       generatedBy: header
@@ -286,6 +301,19 @@ export function parityFiles(report: ParityReport, header: string): GeneratedFile
     { path: PARITY_MARKDOWN, content: md },
     { path: PARITY_JSON, content: json },
   ];
+}
+
+function requirementsSection(report: ParityReport): string {
+  if (report.kubernetesRequirements.length === 0) return '';
+  const lines = [
+    '\n## Kubernetes cluster requirements\n',
+    'What the cluster must provide for the manifests to work as modelled (`constructs/k8s/requirements.ts`).\n',
+  ];
+  for (const env of report.kubernetesRequirements) {
+    lines.push(`### ${env.environment}\n`);
+    lines.push(...env.requirements.map((r) => `- ${r.what}: ${r.why}`), '');
+  }
+  return lines.join('\n');
 }
 
 const TABLE_START = '<!-- feature-table:start -->\n';

@@ -1,3 +1,4 @@
+import { isAbsolute, join } from 'node:path';
 import * as docker from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
 import type { ResolvedService, ResolvedSystem } from '../model';
@@ -5,16 +6,24 @@ import { dockerfilePath } from '../dockerfile';
 import {
   COMPONENT_TYPE,
   DIST_DIR,
+  IMAGE_BUILDERS,
+  NO_HEALTHCHECK,
   SECRET_FILE_MODE,
   containerCount,
   containerEnvs,
   containerHealthcheck,
   containerName,
+  checkSecretsWriterExit,
   cpuShares,
+  cpusProblem,
   healthWaitSeconds,
+  memorySwapMebibytes,
+  providerCpus,
   scopedName,
-  secretDirectories,
+  secretsDirectory,
+  secretsName,
   usedSecrets,
+  type ImageBuilder,
 } from './model';
 
 /** Inputs of {@link DockerJobSystem}. */
@@ -23,6 +32,13 @@ export interface DockerJobSystemArgs {
   readonly system: ResolvedSystem;
   /** Secret values by model secret name; each must be a secret Output (e.g. from `config.requireSecret`). */
   readonly secrets: Readonly<Record<string, pulumi.Output<string>>>;
+  /**
+   * Absolute path of the project root (where `Pulumi.yaml` and `dist/` are). The engine runs the program and the
+   * provider in the folder of `main` (`build/infra`), so every path handed to the provider is absolute.
+   */
+  readonly repoRoot: string;
+  /** How images are built. */
+  readonly imageBuilder: ImageBuilder;
 }
 
 /** What the stack reports after `pulumi up`. */
@@ -37,6 +53,13 @@ export interface DockerJobSystemOutputs {
 }
 
 const LABEL_PREFIX = 'io.async-jobs';
+
+/** A service's secret files: the volume that holds them, the container that wrote them, where they are mounted. */
+interface SecretFiles {
+  readonly volume: docker.Volume;
+  readonly writer: docker.Container;
+  readonly directory: string;
+}
 
 /**
  * The whole async job system on one Docker host, as one component: networks, volumes, images and a container per
@@ -56,6 +79,13 @@ export class DockerJobSystem extends pulumi.ComponentResource {
     super(COMPONENT_TYPE, name, {}, opts);
     const { system } = args;
     const parent = { parent: this };
+    if (!isAbsolute(args.repoRoot)) {
+      throw new Error(
+        `[${system.path}] pulumi: repoRoot ${JSON.stringify(args.repoRoot)} is relative; expected an absolute path (the provider runs in another directory)`,
+      );
+    }
+    const cpuProblems = system.services.map(cpusProblem).filter((p): p is string => p !== undefined);
+    if (cpuProblems.length > 0) throw new Error(cpuProblems.join('\n'));
 
     for (const secret of usedSecrets(system)) {
       if (!(secret in args.secrets)) {
@@ -98,7 +128,8 @@ export class DockerJobSystem extends pulumi.ComponentResource {
 
     const containers: Record<string, docker.Container[]> = {};
     for (const s of system.services) {
-      const image = this.image(system, s);
+      const image = this.image(system, s, args);
+      const secrets = this.secrets(system, s, { image, secrets: args.secrets, labels });
       // Broker and database containers wait until healthy, so depending on them means starting after they are healthy.
       const dependsOn = s.dependsOn.flatMap((d) => {
         const upstream = containers[d];
@@ -107,7 +138,7 @@ export class DockerJobSystem extends pulumi.ComponentResource {
         return upstream;
       });
       containers[s.name] = Array.from({ length: containerCount(s) }, (_unused, index) =>
-        this.container(system, s, index, { image, networks, volumes, secrets: args.secrets, dependsOn, labels }),
+        this.container(system, s, index, { image, networks, volumes, secrets, dependsOn, labels }),
       );
     }
 
@@ -128,7 +159,7 @@ export class DockerJobSystem extends pulumi.ComponentResource {
   }
 
   /** A locally built image for `build` sources, a pulled, pinned one for registry references. Returns what a container runs. */
-  private image(system: ResolvedSystem, s: ResolvedService): pulumi.Output<string> {
+  private image(system: ResolvedSystem, s: ResolvedService, args: DockerJobSystemArgs): pulumi.Output<string> {
     if (s.image.kind === 'build') {
       const built = new docker.Image(
         `${s.name}-image`,
@@ -137,11 +168,11 @@ export class DockerJobSystem extends pulumi.ComponentResource {
           // unchanged build shows no diff.
           imageName: s.image.reference,
           build: {
-            context: s.image.context,
-            // Relative to the project root (where Pulumi.yaml is), not to the build context.
-            // @see https://github.com/pulumi/pulumi-docker/releases/tag/v4.0.1
-            dockerfile: `${DIST_DIR}/${dockerfilePath(system.environment, s.name)}`,
-            builderVersion: 'BuilderBuildKit',
+            // Absolute: the provider resolves relative paths against its own working directory, the folder of
+            // `main` (build/infra), not the project root.
+            context: join(args.repoRoot, s.image.context),
+            dockerfile: join(args.repoRoot, DIST_DIR, dockerfilePath(system.environment, s.name)),
+            builderVersion: IMAGE_BUILDERS[args.imageBuilder],
           },
           // Containers run on the Docker host that built the image; publishing to a registry is CI's job.
           skipPush: true,
@@ -167,7 +198,7 @@ export class DockerJobSystem extends pulumi.ComponentResource {
       image: pulumi.Output<string>;
       networks: Record<string, docker.Network>;
       volumes: Record<string, docker.Volume>;
-      secrets: Readonly<Record<string, pulumi.Output<string>>>;
+      secrets: SecretFiles | undefined;
       dependsOn: docker.Container[];
       labels: (extra: Record<string, string>) => { label: string; value: string }[];
     },
@@ -200,10 +231,13 @@ export class DockerJobSystem extends pulumi.ComponentResource {
         // The provider's memory fields are in MiB ("MBs" in its docs; it multiplies by 1024 * 1024).
         memory: s.resources.memoryLimit.mebibytes,
         memoryReservation: s.resources.memoryRequest.mebibytes,
-        cpus: s.resources.cpuLimit.toDocker(),
+        // The provider reads these back in its own forms; anything else is a change (a replacement for `cpus`)
+        // on every `pulumi up`.
+        memorySwap: memorySwapMebibytes(s),
+        cpus: providerCpus(s.resources.cpuLimit),
         cpuShares: cpuShares(s.resources.cpuRequest.millicores),
         readOnly: sec.readOnlyRootFilesystem,
-        tmpfs: Object.fromEntries(sec.tmpfs.map((path) => [path, ''])),
+        tmpfs: Object.fromEntries(sec.tmpfs.map((path) => [path, `size=${sec.tmpfsSize.toDocker()}`])),
         capabilities: { drops: ['ALL'] },
         securityOpts: ['no-new-privileges:true'],
         user: `${owner}:${group}`,
@@ -221,32 +255,109 @@ export class DockerJobSystem extends pulumi.ComponentResource {
                 protocol: 'tcp',
               }))
             : [],
-        volumes: s.volumeMounts.map((m) => ({ volumeName: volume(m.volume).name, containerPath: m.path })),
-        // The root filesystem is read-only and Docker refuses to copy into it, so each secret directory is an
-        // anonymous volume, created with the container and removed with it (`removeVolumes` defaults to true).
-        // @see https://docs.docker.com/reference/cli/docker/container/cp/
-        mounts: secretDirectories(s).map((dir) => ({ type: 'volume', target: dir })),
-        // Secret files are written before the container starts; the content stays a secret Output, so Pulumi
-        // encrypts it in state, and it never appears in `envs`.
-        uploads: s.secrets.map((use) => {
-          const value = ctx.secrets[use.secret];
-          if (!value) throw new Error(`[${s.path}] pulumi: secret ${JSON.stringify(use.secret)} has no value`);
-          return { file: use.path, content: pulumi.secret(value), owner, group, permissions: SECRET_FILE_MODE };
-        }),
+        volumes: [
+          ...s.volumeMounts.map((m) => ({ volumeName: volume(m.volume).name, containerPath: m.path })),
+          // The secret files, written by the service's secrets container; read-only here.
+          ...(ctx.secrets
+            ? [{ volumeName: ctx.secrets.volume.name, containerPath: ctx.secrets.directory, readOnly: true }]
+            : []),
+        ],
         wait: true,
         waitTimeout: healthWaitSeconds(s.healthCheck),
-        labels: ctx.labels({ [`${LABEL_PREFIX}.service`]: s.name, [`${LABEL_PREFIX}.replica`]: String(index) }),
+        labels: ctx.secrets
+          ? pulumi.all([ctx.secrets.writer.name, ctx.secrets.writer.exitCode]).apply(([writer, exitCode]) => {
+              checkSecretsWriterExit(s, writer, exitCode);
+              return ctx.labels({
+                [`${LABEL_PREFIX}.service`]: s.name,
+                [`${LABEL_PREFIX}.replica`]: String(index),
+                [`${LABEL_PREFIX}.secrets-from`]: writer,
+              });
+            })
+          : ctx.labels({ [`${LABEL_PREFIX}.service`]: s.name, [`${LABEL_PREFIX}.replica`]: String(index) }),
       },
       {
         parent: this,
-        dependsOn: ctx.dependsOn,
+        dependsOn: [...ctx.dependsOn, ...(ctx.secrets ? [ctx.secrets.writer] : [])],
         // A fixed container name cannot exist twice, so a replacement must delete the old container first.
         deleteBeforeReplace: true,
-        // The uploads hold secret file contents; mark the whole property secret in state whatever the provider does.
+        // New secret files (a changed value) reach the service only through a new container.
+        ...(ctx.secrets ? { replaceWith: [ctx.secrets.writer] } : {}),
+      },
+    );
+  }
+
+  /**
+   * The secret files of one service: a volume, and a short-lived container that writes them into it and exits.
+   *
+   * Docker refuses any copy into a container whose root filesystem is read-only (the provider's `uploads` copy
+   * to `/`, whatever volume is mounted below), so the files are uploaded into this writer instead: its root is
+   * writable, it has no network, runs the service's own image as root with only `CAP_CHOWN`, and its one command
+   * hands the files (mode 0400) to the service's uid:gid. The service's containers mount the volume read-only.
+   * The values stay secret Outputs, so the state holds them encrypted; they are in no container's `envs`, so
+   * `docker inspect` shows none.
+   *
+   * @see https://docs.docker.com/reference/api/engine/version/v1.43/#tag/Container/operation/PutContainerArchive
+   */
+  private secrets(
+    system: ResolvedSystem,
+    s: ResolvedService,
+    ctx: {
+      image: pulumi.Output<string>;
+      secrets: Readonly<Record<string, pulumi.Output<string>>>;
+      labels: (extra: Record<string, string>) => { label: string; value: string }[];
+    },
+  ): SecretFiles | undefined {
+    const directory = secretsDirectory(s);
+    if (directory === undefined) return undefined;
+    const name = secretsName(system, s);
+    if (system.volumes.some((v) => scopedName(system, v.name) === name)) {
+      throw new Error(
+        `[${s.path}] pulumi: volume name ${name} holds the service's secret files; rename the model's volume`,
+      );
+    }
+    const volume = new docker.Volume(
+      `${s.name}-secrets-volume`,
+      { name, labels: ctx.labels({ [`${LABEL_PREFIX}.secrets-of`]: s.name }) },
+      // Not protected: the writer fills it again from stack config.
+      { parent: this, deleteBeforeReplace: true },
+    );
+    const owner = `${s.security.user}:${s.security.group}`;
+    const writer = new docker.Container(
+      `${s.name}-secrets`,
+      {
+        name,
+        image: ctx.image,
+        entrypoints: ['chown'],
+        command: ['-R', owner, directory],
+        user: '0:0',
+        networkMode: 'none',
+        readOnly: false,
+        capabilities: { drops: ['ALL'], adds: ['CHOWN'] },
+        securityOpts: ['no-new-privileges:true'],
+        healthcheck: { ...NO_HEALTHCHECK, tests: [...NO_HEALTHCHECK.tests] },
+        restart: 'no',
+        volumes: [{ volumeName: volume.name, containerPath: directory }],
+        uploads: s.secrets.map((use) => {
+          const value = ctx.secrets[use.secret];
+          if (!value) throw new Error(`[${s.path}] pulumi: secret ${JSON.stringify(use.secret)} has no value`);
+          return { file: use.path, content: pulumi.secret(value), permissions: SECRET_FILE_MODE };
+        }),
+        // Runs once: create waits for it to exit, and an exited writer is its expected state.
+        mustRun: false,
+        attach: true,
+        labels: ctx.labels({ [`${LABEL_PREFIX}.secrets-of`]: s.name }),
+      },
+      {
+        parent: this,
+        deleteBeforeReplace: true,
+        // An emptied volume (replaced) needs its files written again.
+        replaceWith: [volume],
+        // The uploads hold the secret values; keep the whole property secret in state whatever the provider does.
         // @see https://www.pulumi.com/docs/iac/concepts/options/additionalsecretoutputs/
         additionalSecretOutputs: ['uploads'],
       },
     );
+    return { volume, writer, directory };
   }
 
   /** URL of a named port of a service: its published host port, else the first container's IP on its outermost network. */

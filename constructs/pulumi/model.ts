@@ -5,7 +5,7 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import type { ResolvedHealthCheck, ResolvedService, ResolvedSystem } from '../model';
+import type { Cpu, ResolvedHealthCheck, ResolvedService, ResolvedSystem } from '../model';
 import { dockerfilePath, renderDockerfile } from '../dockerfile';
 import { singleHostGaps } from '../compose';
 import type { Gap, SynthContext } from '../output/types';
@@ -16,8 +16,18 @@ export const COMPONENT_TYPE = 'async-jobs:index:JobSystem';
 /** Where `npm run synth` writes, relative to the repository root; the images are built from its Dockerfiles. */
 export const DIST_DIR = 'dist';
 
-/** Unix permission of an uploaded secret file: readable by the container's user only. */
+/** Unix permission of a secret file: readable by the container's user only. */
 export const SECRET_FILE_MODE = '0400';
+
+/**
+ * How images are built: BuildKit (the default), or Docker's classic builder for hosts where BuildKit cannot run
+ * the synthesized Dockerfiles' `# syntax=docker/dockerfile:1` line (it pulls that frontend image from a registry).
+ */
+export const IMAGE_BUILDERS = { buildkit: 'BuilderBuildKit', classic: 'BuilderV1' } as const;
+export type ImageBuilder = keyof typeof IMAGE_BUILDERS;
+
+/** Pulumi config key choosing the {@link ImageBuilder}. */
+export const IMAGE_BUILDER_CONFIG_KEY = 'imageBuilder';
 
 /**
  * Pulumi config key of a model secret: `mongo-password` → `mongoPassword`, the spelling Pulumi's own examples
@@ -62,6 +72,69 @@ export function healthWaitSeconds(hc: ResolvedHealthCheck): number {
   return hc.startPeriodSeconds + (hc.intervalSeconds + hc.timeoutSeconds) * (hc.retries + 1);
 }
 
+/**
+ * A whole number of seconds as Go's `time.Duration.String()` writes it (`60` → `1m0s`), the form the Docker
+ * provider reads a health check back in. Anything else shows as a change on every `pulumi up`.
+ *
+ * @see https://pkg.go.dev/time#Duration.String
+ */
+export function goDuration(seconds: number): string {
+  if (!Number.isInteger(seconds) || seconds < 0) {
+    throw new Error(`goDuration: got ${seconds}, expected a whole number of seconds ≥ 0`);
+  }
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const rest = seconds % 60;
+  if (hours > 0) return `${hours}h${minutes}m${rest}s`;
+  if (minutes > 0) return `${minutes}m${rest}s`;
+  return `${rest}s`;
+}
+
+/**
+ * A CPU limit as the Docker provider reads `cpus` back from the engine's `NanoCPUs` (its
+ * `nanoInt64ToDecimalString`): nine decimals, then `"1.0"` when the digits hold exactly nine zeros, else the
+ * trailing zeros trimmed (`2250m` → `"2.25"`, `10` cores → `"10."`). `cpus` forces a replacement, so the program
+ * must send this exact form or every `pulumi up` replaces the container.
+ *
+ * @see https://github.com/kreuzwerker/terraform-provider-docker/blob/master/internal/provider/helpers.go
+ */
+export function providerCpus(cpu: Cpu): string {
+  const nano = BigInt(cpu.millicores) * 1_000_000n;
+  if (nano === 0n) return '0';
+  const ns = 1_000_000_000n;
+  const nine = `${nano / ns}.${String(nano % ns).padStart(9, '0')}`;
+  if ([...nine].filter((c) => c === '0').length === 9) {
+    // big.Rat.FloatString(1) rounds half away from zero.
+    const tenths = nano / 100_000_000n + (2n * (nano % 100_000_000n) >= 100_000_000n ? 1n : 0n);
+    return `${tenths / 10n}.${tenths % 10n}`;
+  }
+  return nine.replace(/0+$/, '');
+}
+
+/**
+ * The problem with a service's CPU limit when the provider's form of it means another amount (`50m` reads back
+ * as `"0.1"`): no input then stays unchanged across runs, so the program refuses it.
+ */
+export function cpusProblem(service: ResolvedService): string | undefined {
+  const cpu = service.resources.cpuLimit;
+  const form = providerCpus(cpu);
+  if (Math.round(Number(form) * 1000) === cpu.millicores) return undefined;
+  return (
+    `[${service.path}] pulumi: resources.cpuLimit ${cpu.toKubernetes()} is read back by the Docker provider as cpus "${form}", ` +
+    `another amount, so every \`pulumi up\` would replace the container; expected a limit the provider keeps (a multiple of 100m, or 0.105 and the like)`
+  );
+}
+
+/**
+ * Total memory plus swap in MiB: Docker's own default (twice the limit, what Compose and Swarm containers of the
+ * same model get), set explicitly because the provider reads it back and shows an unset value as a change.
+ *
+ * @see https://docs.docker.com/engine/containers/resource_constraints/#--memory-swap-details
+ */
+export function memorySwapMebibytes(service: ResolvedService): number {
+  return service.resources.memoryLimit.mebibytes * 2;
+}
+
 /** `KEY=value` pairs: plain variables and `<X>_FILE` paths of the mounted secrets, sorted by name. */
 export function containerEnvs(service: ResolvedService): string[] {
   const pairs: [string, string][] = [
@@ -82,12 +155,25 @@ export function containerHealthcheck(service: ResolvedService): {
   const hc = service.healthCheck;
   return {
     tests: ['CMD', ...hc.command],
-    interval: `${hc.intervalSeconds}s`,
-    timeout: `${hc.timeoutSeconds}s`,
+    interval: goDuration(hc.intervalSeconds),
+    timeout: goDuration(hc.timeoutSeconds),
     retries: hc.retries,
-    startPeriod: `${hc.startPeriodSeconds}s`,
+    startPeriod: goDuration(hc.startPeriodSeconds),
   };
 }
+
+/**
+ * The health check of a container that must have none: `NONE` disables the one its image declares, which Docker
+ * would otherwise copy into the container (and the provider would read back as a change).
+ */
+export const NO_HEALTHCHECK = {
+  tests: ['NONE'],
+  interval: '0s',
+  timeout: '0s',
+  startPeriod: '0s',
+  startInterval: '0s',
+  retries: 0,
+} as const;
 
 /**
  * Docker CPU shares for a CPU request, with the conversion Kubernetes uses for the same field (1024 shares = one
@@ -99,9 +185,34 @@ export function cpuShares(millicores: number): number {
   return Math.max(2, Math.round((millicores * 1024) / 1000));
 }
 
-/** Directories the secret files are uploaded into (each gets its own anonymous volume). */
-export function secretDirectories(service: ResolvedService): string[] {
-  return [...new Set(service.secrets.map((use) => posix.dirname(use.path)))].sort();
+/**
+ * The one directory a service's secret files live in (`/run/secrets`), where its secrets volume is mounted, or
+ * undefined when it reads no secret.
+ */
+export function secretsDirectory(service: ResolvedService): string | undefined {
+  const dirs = [...new Set(service.secrets.map((use) => posix.dirname(use.path)))].sort();
+  if (dirs.length > 1) {
+    throw new Error(
+      `[${service.path}] pulumi: secret files in ${dirs.join(', ')}; expected them in one directory (one volume holds them)`,
+    );
+  }
+  return dirs[0];
+}
+
+/**
+ * Throws unless the container that wrote a service's secret files exited with 0. It ran to its end before the
+ * service's containers are created (`attach`); a failed chown would leave files the service user cannot read.
+ */
+export function checkSecretsWriterExit(service: ResolvedService, writer: string, exitCode: number | undefined): void {
+  if (exitCode === 0) return;
+  throw new Error(
+    `[${service.path}] pulumi: container ${writer}, which writes the secret files, exited with code ${String(exitCode)}; see \`docker logs ${writer}\``,
+  );
+}
+
+/** Docker name of the volume holding a service's secret files, and of the container that fills it. */
+export function secretsName(system: ResolvedSystem, service: ResolvedService): string {
+  return scopedName(system, `${service.name}-secrets`);
 }
 
 /**

@@ -1,9 +1,20 @@
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import type { JobSystem, ResolvedSystem } from '../model';
 import { formatModelError, resolve, validate } from '../model';
 import { DEFAULT_CONTEXT } from '../output/types';
 import { DockerJobSystem, type DockerJobSystemOutputs } from './component';
-import { dockerfileProblems, secretConfigKey, unacceptedGapMessage, unacceptedGaps, usedSecrets } from './model';
+import {
+  IMAGE_BUILDERS,
+  IMAGE_BUILDER_CONFIG_KEY,
+  dockerfileProblems,
+  secretConfigKey,
+  unacceptedGapMessage,
+  unacceptedGaps,
+  usedSecrets,
+  type ImageBuilder,
+} from './model';
 
 /** Stack outputs of the program, as `pulumi stack output` shows them. */
 export interface StackOutputs {
@@ -59,12 +70,44 @@ export function secretsFromConfig(
   return Object.fromEntries(usedSecrets(system).map((name) => [name, config.requireSecret(secretConfigKey(name))]));
 }
 
+/** The image builder the stack config names (`imageBuilder`), BuildKit when unset. */
+export function imageBuilderFromConfig(config: pulumi.Config): ImageBuilder {
+  const value = config.get(IMAGE_BUILDER_CONFIG_KEY);
+  if (value === undefined) return 'buildkit';
+  if (value in IMAGE_BUILDERS) return value as ImageBuilder;
+  throw new Error(
+    `Stack config ${config.name}:${IMAGE_BUILDER_CONFIG_KEY}: got ${JSON.stringify(value)}, expected one of ${Object.keys(IMAGE_BUILDERS).join(', ')}`,
+  );
+}
+
+/**
+ * The project root: the engine's root directory (where `Pulumi.yaml` is), which is not the working directory it
+ * runs the program in (the folder of `main`). Without an engine (mocks) the SDK answers a placeholder, the
+ * relative `rootDirectory`; then the nearest directory above `start` that holds a `Pulumi.yaml`.
+ *
+ * @see https://www.pulumi.com/docs/iac/concepts/projects/project-file/#attributes
+ */
+export function projectRoot(rootDirectory: string, start: string): string {
+  if (isAbsolute(rootDirectory)) return rootDirectory;
+  for (let dir = resolvePath(start); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'Pulumi.yaml'))) return dir;
+    if (dirname(dir) === dir) {
+      throw new Error(`No Pulumi.yaml in ${resolvePath(start)} or above it; expected the program inside its project`);
+    }
+  }
+}
+
+/** What {@link deploySystem} needs besides the system. */
+export interface DeployOptions {
+  readonly secrets: Readonly<Record<string, pulumi.Output<string>>>;
+  /** Absolute project root. */
+  readonly repoRoot: string;
+  readonly imageBuilder: ImageBuilder;
+}
+
 /** Deploys one resolved, checked system and returns the stack outputs. */
-export function deploySystem(
-  system: ResolvedSystem,
-  secrets: Readonly<Record<string, pulumi.Output<string>>>,
-): StackOutputs {
-  const component = new DockerJobSystem(system.namespace, { system, secrets });
+export function deploySystem(system: ResolvedSystem, options: DeployOptions): StackOutputs {
+  const component = new DockerJobSystem(system.namespace, { system, ...options });
   return toStackOutputs(component.outputs);
 }
 
@@ -81,7 +124,7 @@ function toStackOutputs(o: DockerJobSystemOutputs): StackOutputs {
 export interface ProgramOptions<E extends string> {
   readonly environments: readonly E[];
   readonly defineSystem: (env: E) => JobSystem;
-  /** Build contexts and `dist/` are relative to it; Pulumi runs programs in the project directory. */
+  /** Absolute project root (see {@link projectRoot}); build contexts and `dist/` are relative to it. */
   readonly repoRoot: string;
 }
 
@@ -90,6 +133,7 @@ export function runProgram<E extends string>(options: ProgramOptions<E>): StackO
   const env = environmentForStack(pulumi.getStack(), options.environments);
   const system = resolve(options.defineSystem(env), { repoRoot: options.repoRoot });
   checkSystem(system, options.repoRoot);
-  const secrets = secretsFromConfig(system, new pulumi.Config());
-  return deploySystem(system, secrets);
+  const config = new pulumi.Config();
+  const secrets = secretsFromConfig(system, config);
+  return deploySystem(system, { secrets, repoRoot: options.repoRoot, imageBuilder: imageBuilderFromConfig(config) });
 }

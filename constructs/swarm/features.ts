@@ -23,7 +23,7 @@ export const SWARM_FEATURES: Readonly<Record<string, SwarmFeature>> = {
     note: 'Swarm secrets, mode 0400 with the service uid/gid; names versioned by content at deploy time',
   },
   'resource limits': { support: 'native', note: '`deploy.resources` limits and reservations (no ephemeral storage)' },
-  'read-only root + tmpfs': { support: 'native', note: '`read_only` plus `type: tmpfs` mounts' },
+  'read-only root + tmpfs': { support: 'native', note: '`read_only` plus `type: tmpfs` mounts with `tmpfs.size`' },
   'non-root user': { support: 'native', note: 'numeric `user: uid:gid`' },
   'capabilities dropped': { support: 'native', note: '`cap_drop: [ALL]` (Docker ≥ 20.10)' },
   'no-new-privileges': {

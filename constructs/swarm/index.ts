@@ -156,7 +156,12 @@ export function swarmService(system: ResolvedSystem, s: ResolvedService): Record
     tmpfs: undefined,
     volumes: [
       ...s.volumeMounts.map((m) => ({ type: 'volume', source: m.volume, target: m.path })),
-      ...s.security.tmpfs.map((path) => ({ type: 'tmpfs', target: path })),
+      ...s.security.tmpfs.map((path) => ({
+        type: 'tmpfs',
+        target: path,
+        // The stack format takes the size in bytes (an integer); the tmpfs is charged to the memory limit.
+        tmpfs: { size: s.security.tmpfsSize.bytes },
+      })),
     ],
     init: true,
     secrets: secrets.map((use) => ({

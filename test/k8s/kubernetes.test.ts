@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import Ajv from 'ajv';
 import { parse } from 'yaml';
 import { synthesize, TARGETS } from '../../constructs';
-import { kubernetesTarget } from '../../constructs/k8s';
+import { clusterRequirements, kubernetesTarget, MONGO_INIT_NAME, MONGO_INIT_TTL_SECONDS } from '../../constructs/k8s';
 import { DEFAULT_CONTEXT } from '../../constructs/output/types';
 import { ImageSource, Memory, SecretSource } from '../../constructs/model';
+import { defineSystem } from '../../infra/app';
 import { REPO_ROOT, synthFile, synthYamlDocuments } from '../helpers';
 import { clusterProps, type Obj, podTemplates, resolved, testSystem } from './fixtures';
 
@@ -18,6 +19,17 @@ const find = (docs: readonly Obj[], kind: string, name: string): Obj => {
   const doc = docs.find((d) => d.kind === kind && d.metadata.name === name);
   if (!doc) throw new Error(`no ${kind}/${name}`);
   return doc;
+};
+const labelsOf = (name: string, component: string): Obj => ({
+  'app.kubernetes.io/component': component,
+  'app.kubernetes.io/name': name,
+  'app.kubernetes.io/part-of': 'async-jobs',
+});
+/** The replica-set initiation Job, found by its label: its name carries a revision hash. */
+const initJob = (docs: readonly Obj[]): Obj => {
+  const jobs = docs.filter((d) => d.kind === 'Job' && d.metadata.labels['app.kubernetes.io/name'] === MONGO_INIT_NAME);
+  if (jobs.length !== 1) throw new Error(`expected one ${MONGO_INIT_NAME} Job, got ${jobs.length}`);
+  return jobs[0] as Obj;
 };
 
 /** One line per allowed flow: `from -> to:port/protocol (direction)`. */
@@ -186,7 +198,7 @@ describe.each(ENVS)('the Kubernetes manifests of %s', (env) => {
       'StatefulSet/mongo/mongo': ['readinessProbe', 'livenessProbe', 'startupProbe'],
       'StatefulSet/rabbitmq/rabbitmq': ['readinessProbe'],
     };
-    if (env === 'prod') expected['Job/mongo-replica-set-init/initiate'] = [];
+    if (env === 'prod') expected[`Job/${initJob(await docsOf(env)).metadata.name}/initiate`] = [];
     expect(kinds).toEqual(expected);
     const producer = find(await docsOf(env), 'Deployment', 'producer').spec.template.spec.containers[0] as Obj;
     expect([
@@ -294,10 +306,32 @@ describe('replication, autoscaling and disruption in prod', () => {
     const pdbs = (docs: Obj[]): string[] =>
       docs
         .filter((d) => d.kind === 'PodDisruptionBudget')
-        .map((d) => `${d.metadata.name}:${d.spec.maxUnavailable}`)
+        .map((d) =>
+          d.spec.maxUnavailable !== undefined
+            ? `${d.metadata.name}: maxUnavailable ${d.spec.maxUnavailable}`
+            : `${d.metadata.name}: minAvailable ${d.spec.minAvailable}`,
+        )
         .sort();
-    expect(pdbs(await docsOf('prod'))).toEqual(['consumer:1', 'mongo:1', 'producer:1', 'rabbitmq:1']);
+    expect(pdbs(await docsOf('prod'))).toEqual([
+      'consumer: minAvailable 3',
+      'mongo: maxUnavailable 1',
+      'producer: maxUnavailable 1',
+      'rabbitmq: maxUnavailable 1',
+    ]);
     expect(pdbs(await docsOf('dev'))).toEqual([]);
+  });
+
+  test('the KEDA-scaled consumer keeps its floor without the operator: its budget is the model minimum less one, not relative to a scale that may be 1', async () => {
+    const docs = await docsOf('prod');
+    const scaled = find(docs, 'ScaledObject', 'consumer').spec as Obj;
+    expect([scaled.minReplicaCount, scaled.maxReplicaCount]).toEqual([4, 20]);
+    // No replicas on the Deployment (the scaler owns them), so without KEDA's operator it runs the API default, 1:
+    // an absolute budget then allows no eviction of that pod, where `maxUnavailable: 1` would allow evicting it.
+    expect(find(docs, 'Deployment', 'consumer').spec.replicas).toBeUndefined();
+    const budget = find(docs, 'PodDisruptionBudget', 'consumer').spec as Obj;
+    expect([budget.minAvailable, budget.maxUnavailable]).toEqual([scaled.minReplicaCount - 1, undefined]);
+    const allowed = (healthy: number): number => Math.max(0, healthy - (budget.minAvailable as number));
+    expect([1, 4, 6].map(allowed)).toEqual([0, 1, 3]);
   });
 
   test('Deployments owned by an autoscaler have no replicas; the producer has a CPU HPA and the consumer a KEDA ScaledObject', async () => {
@@ -443,8 +477,10 @@ describe('replication, autoscaling and disruption in prod', () => {
       'mongodb://app@mongo-0.mongo-headless.async-jobs-prod.svc:27017,mongo-1.mongo-headless.async-jobs-prod.svc:27017,mongo-2.mongo-headless.async-jobs-prod.svc:27017/jobs?authSource=admin&replicaSet=rs0';
     expect(find(docs, 'ConfigMap', 'producer-env').data.MONGO_URL).toBe(url);
     expect(find(docs, 'ConfigMap', 'consumer-env').data.MONGO_URL).toBe(url);
-    const job = find(docs, 'Job', 'mongo-replica-set-init').spec as Obj;
+    const job = initJob(docs).spec as Obj;
     expect([job.backoffLimit, job.activeDeadlineSeconds, job.template.spec.restartPolicy]).toEqual([6, 900, 'Never']);
+    expect(job.ttlSecondsAfterFinished).toBe(MONGO_INIT_TTL_SECONDS);
+    expect(initJob(docs).metadata.name).toMatch(/^mongo-replica-set-init-[0-9a-f]{10}$/);
     expect(find(await docsOf('dev'), 'ConfigMap', 'producer-env').data.MONGO_URL).toBe(
       'mongodb://app@mongo:27017/jobs?authSource=admin',
     );
@@ -459,17 +495,49 @@ describe('replication, autoscaling and disruption in prod', () => {
       600,
     ]);
     expect(consumer.template.spec.terminationGracePeriodSeconds).toBe(60);
-    expect(consumer.template.spec.topologySpreadConstraints.map((c: Obj) => c.topologyKey)).toEqual([
-      'kubernetes.io/hostname',
-      'topology.kubernetes.io/zone',
-    ]);
-    expect(
-      find(docs, 'StatefulSet', 'mongo').spec.template.spec.affinity.podAntiAffinity
-        .requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey,
-    ).toBe('kubernetes.io/hostname');
-    expect(
-      find(await docsOf('dev'), 'Deployment', 'consumer').spec.template.spec.topologySpreadConstraints,
-    ).toBeUndefined();
+    for (const name of ['rabbitmq', 'mongo']) {
+      expect(
+        find(docs, 'StatefulSet', name).spec.template.spec.affinity.podAntiAffinity
+          .requiredDuringSchedulingIgnoredDuringExecution,
+      ).toEqual([
+        {
+          labelSelector: { matchLabels: labelsOf(name, name === 'mongo' ? 'database' : 'broker') },
+          topologyKey: 'kubernetes.io/hostname',
+        },
+      ]);
+    }
+    for (const dev of await docsOf('dev'))
+      expect([
+        dev.kind,
+        dev.metadata.name,
+        dev.spec?.template?.spec?.topologySpreadConstraints,
+        dev.spec?.template?.spec?.affinity,
+      ]).toEqual([dev.kind, dev.metadata.name, undefined, undefined]);
+  });
+
+  test('producers and consumers are spread over nodes as a hard constraint (a soft one put all producers on one node) and over zones softly', async () => {
+    const docs = await docsOf('prod');
+    for (const [name, component] of [
+      ['producer', 'producer'],
+      ['consumer', 'consumer'],
+    ] as const) {
+      const labelSelector = { matchLabels: labelsOf(name, component) };
+      expect(find(docs, 'Deployment', name).spec.template.spec.topologySpreadConstraints).toEqual([
+        {
+          labelSelector,
+          // Each rollout's ReplicaSet spreads on its own, so surge pods are not held back by old ones.
+          matchLabelKeys: ['pod-template-hash'],
+          maxSkew: 1,
+          // Tainted and cordoned nodes are not empty domains that would hold every other node to one pod.
+          nodeTaintsPolicy: 'Honor',
+          topologyKey: 'kubernetes.io/hostname',
+          whenUnsatisfiable: 'DoNotSchedule',
+        },
+        // Hard on zones would reject every node without a zone label.
+        { labelSelector, maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway' },
+      ]);
+      expect(find(docs, 'Deployment', name).spec.template.spec.affinity).toBeUndefined();
+    }
   });
 
   test('the producer has an Ingress for the model’s host in prod and none in dev', async () => {
@@ -640,6 +708,98 @@ describe('model variants', () => {
       averageUtilization: 70,
       type: 'Utilization',
     });
+    // The built-in HPA controller raises the Deployment to minReplicas by itself, so a relative budget is safe.
+    expect(find(docs, 'PodDisruptionBudget', 'consumer').spec.maxUnavailable).toBe(1);
+  });
+
+  describe('the replica-set initiation Job can be re-applied after a change (a Job’s pod template is immutable)', () => {
+    const jobOf = async (props: Parameters<typeof testSystem>[1]): Promise<Obj> => initJob((await objects(props)).docs);
+    const image = (reference: string): Parameters<typeof testSystem>[1] =>
+      clusterProps({ database: { replicas: 3, image: ImageSource.registry(reference) } });
+
+    test('a changed mongo image gives the Job a new name, so kubectl apply creates a new Job instead of patching the old one', async () => {
+      const before = await jobOf(image('mongo:8.0.12'));
+      const after = await jobOf(image('mongo:8.0.13'));
+      expect(before.spec.template.spec.containers[0].image).toBe('mongo:8.0.12');
+      expect(after.spec.template.spec.containers[0].image).toBe('mongo:8.0.13');
+      expect(before.metadata.name).toMatch(/^mongo-replica-set-init-[0-9a-f]{10}$/);
+      expect(after.metadata.name).toMatch(/^mongo-replica-set-init-[0-9a-f]{10}$/);
+      expect(after.metadata.name).not.toBe(before.metadata.name);
+      // Selectors keep working across revisions: NetworkPolicies and `kubectl wait -l` use the labels.
+      expect(after.metadata.labels).toEqual(before.metadata.labels);
+      expect(after.spec.template.metadata.labels).toEqual(before.spec.template.metadata.labels);
+    });
+
+    test('the same model gives the same name, and a change the Job does not run (producer replicas) keeps it', async () => {
+      const base = await jobOf(image('mongo:8.0.12'));
+      expect((await jobOf(image('mongo:8.0.12'))).metadata.name).toBe(base.metadata.name);
+      const moreProducers = clusterProps({
+        database: { replicas: 3, image: ImageSource.registry('mongo:8.0.12') },
+        producer: { image: ImageSource.build('services', 'producer', 'ghcr.io/x/producer'), replicas: 5 },
+      });
+      expect((await jobOf(moreProducers)).metadata.name).toBe(base.metadata.name);
+    });
+
+    test('across model changes, a Job that keeps its name keeps its whole template: what makes a second apply succeed', async () => {
+      const variants = [
+        image('mongo:8.0.12'),
+        image('mongo:8.0.13'),
+        clusterProps({ database: { replicas: 5, image: ImageSource.registry('mongo:8.0.12') } }),
+        clusterProps({ database: { replicas: 3, image: ImageSource.registry('mongo:8.0.12'), replicaSetName: 'rs1' } }),
+        clusterProps({
+          database: {
+            replicas: 3,
+            image: ImageSource.registry('mongo:8.0.12'),
+            resources: { memoryLimit: Memory.gibibytes(2) },
+          },
+        }),
+        clusterProps({
+          database: { replicas: 3, image: ImageSource.registry('mongo:8.0.12'), tmpfsSize: Memory.mebibytes(32) },
+        }),
+      ];
+      const templates = new Map<string, string>();
+      for (const props of variants) {
+        const { docs } = await objects(props);
+        const job = initJob(docs);
+        // The script is in a ConfigMap the template only names; the hash covers it too.
+        const script = find(docs, 'ConfigMap', MONGO_INIT_NAME).data['initiate.js'] as string;
+        const content = JSON.stringify([job.spec.template, script]);
+        const seen = templates.get(job.metadata.name as string);
+        if (seen !== undefined) expect(content).toBe(seen);
+        templates.set(job.metadata.name as string, content);
+      }
+      expect(templates.size).toBe(variants.length);
+    });
+  });
+
+  test('every memory-backed emptyDir has a sizeLimit: the model’s tmpfsSize for /tmp, which counts against the memory limit', async () => {
+    const sizes = (docs: Obj[]): string[] =>
+      podTemplates(docs).flatMap((t) =>
+        ((t.spec.volumes ?? []) as Obj[])
+          .filter((v) => v.emptyDir !== undefined)
+          .map((v) => `${t.owner} ${v.name}: ${v.emptyDir.medium} ${v.emptyDir.sizeLimit}`),
+      );
+    const { docs } = await objects(
+      clusterProps({
+        producer: {
+          image: ImageSource.build('services', 'producer', 'ghcr.io/x/producer'),
+          replicas: 2,
+          tmpfsSize: Memory.mebibytes(16),
+        },
+      }),
+    );
+    const job = initJob(docs).metadata.name as string;
+    expect(sizes(docs).sort()).toEqual(
+      [
+        'Deployment/consumer tmp: Memory 64Mi',
+        'Deployment/producer tmp: Memory 16Mi',
+        `Job/${job} tmp: Memory 64Mi`,
+        'StatefulSet/mongo keyfile: Memory 1Mi',
+        'StatefulSet/mongo tmp: Memory 64Mi',
+        'StatefulSet/rabbitmq tmp: Memory 64Mi',
+      ].sort(),
+    );
+    for (const env of ENVS) for (const line of sizes(await docsOf(env))) expect(line).toMatch(/: Memory [0-9]+Mi$/);
   });
 });
 
@@ -700,4 +860,66 @@ describe('offline validation with real tools', () => {
       rmSync(out, { recursive: true, force: true });
     }
   }, 180_000);
+});
+
+describe('the README tells a cluster operator what the manifests need', () => {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Kubernetes'), readme.indexOf('### Pulumi'));
+
+  test.each(ENVS)('the Kubernetes section names every cluster requirement of %s, as derived from the model', (env) => {
+    const requirements = clusterRequirements(resolved(defineSystem(env)));
+    expect(section.length).toBeGreaterThan(1000);
+    expect(requirements.map((r) => r.what).filter((what) => !section.includes(what))).toEqual([]);
+  });
+
+  test('the parity report lists the same requirements per environment, with why', async () => {
+    const md = await synthFile('PARITY.md');
+    for (const env of ENVS) {
+      const section = md.slice(md.indexOf(`### ${env}\n`));
+      for (const r of clusterRequirements(resolved(defineSystem(env))))
+        expect([env, r.id, section.includes(`- ${r.what}: ${r.why}\n`)]).toEqual([env, r.id, true]);
+    }
+  });
+
+  test('prod needs 3 nodes, metrics-server and the KEDA operator besides what dev needs', () => {
+    const ids = (env: (typeof ENVS)[number]): string[] =>
+      clusterRequirements(resolved(defineSystem(env))).map((r) => r.id);
+    expect(ids('dev')).toEqual(['kubernetes', 'storage-class', 'network-policy']);
+    expect(ids('prod')).toEqual([
+      'kubernetes',
+      'nodes',
+      'storage-class',
+      'network-policy',
+      'metrics-server',
+      'keda',
+      'ingress-nginx',
+    ]);
+    const prod = clusterRequirements(resolved(defineSystem('prod')));
+    expect(prod.find((r) => r.id === 'nodes')).toMatchObject({
+      what: 'at least 3 schedulable nodes',
+      why: expect.stringContaining('rabbitmq (3), mongo (3)') as string,
+    });
+    expect(prod.find((r) => r.id === 'metrics-server')?.why).toContain('HorizontalPodAutoscaler of producer');
+    expect(prod.find((r) => r.id === 'keda')?.why).toContain('ScaledObject of consumer');
+  });
+
+  test('it says how a cluster gets dev’s locally built images: a registry at localhost:5000 or loading them into each node', async () => {
+    const builds = resolved(defineSystem('dev')).services.filter((s) => s.image.kind === 'build');
+    expect(builds.map((s) => (s.image.kind === 'build' ? s.image.repository : null))).toEqual([
+      'localhost:5000/async-jobs/producer',
+      'localhost:5000/async-jobs/consumer',
+    ]);
+    expect(section).toContain('`localhost:5000/async-jobs/<service>:src-<hash>`');
+    for (const how of [
+      'npm run images -- --env dev --push',
+      'npm run images -- --env dev`',
+      'kind load docker-image <tag>',
+      'minikube image load <tag>',
+      'ctr -n k8s.io images import -',
+    ])
+      expect([how, section.includes(how)]).toEqual([how, true]);
+    // Loading works only because the kubelet does not pull an image it already has.
+    for (const t of podTemplates(await docsOf('dev')))
+      for (const c of t.spec.containers as Obj[]) expect([c.name, c.imagePullPolicy]).toEqual([c.name, 'IfNotPresent']);
+  });
 });

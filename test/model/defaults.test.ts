@@ -29,6 +29,7 @@ describe('model defaults', () => {
     for (const s of r.services) {
       expect(s.security.readOnlyRootFilesystem).toBe(true);
       expect(s.security.tmpfs).toEqual(['/tmp']);
+      expect(s.security.tmpfsSize.toKubernetes()).toBe('64Mi');
     }
     const byName = Object.fromEntries(r.services.map((s) => [s.name, s.security.user]));
     expect(byName).toEqual({ rabbitmq: 999, mongo: 999, producer: 10001, consumer: 10001 });

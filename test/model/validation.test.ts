@@ -149,6 +149,21 @@ describe('validation', () => {
     expect(errors.join('\n')).not.toContain('hunter2');
   });
 
+  test('a tmpfs is charged to the memory limit, so its size must be a binary quantity below that limit', () => {
+    expect(
+      errorsOf({
+        producer: { tmpfsSize: Memory.mebibytes(256) },
+        consumer: { tmpfs: ['/tmp', '/var/cache/app'], tmpfsSize: Memory.mebibytes(200) },
+        broker: { tmpfsSize: Memory.parse('64m') },
+      }),
+    ).toEqual([
+      '[test/rabbitmq] tmpfsSize: got "64m", expected a binary quantity such as "512Mi" or Memory.mebibytes(512) ("m" means milli in Kubernetes and mega in Compose)',
+      '[test/producer] tmpfsSize: got 256Mi, expected less than resources.memoryLimit (256Mi) because what is written to a tmpfs counts against the memory limit',
+      '[test/consumer] tmpfsSize: got 200Mi for each of 2 paths (400Mi in all), expected less than resources.memoryLimit (256Mi) because what is written to a tmpfs counts against the memory limit',
+    ]);
+    expect(errorsOf({ producer: { tmpfsSize: Memory.mebibytes(255) } })).toEqual([]);
+  });
+
   test('a read-only root filesystem needs a writable /tmp', () => {
     expect(errorsOf({ producer: { tmpfs: [] } })).toEqual([
       '[test/producer] tmpfs: got [], expected "/tmp" to be writable (a tmpfs or volume) because readOnlyRootFilesystem is true',

@@ -42,19 +42,25 @@ describe('prod publishes the producer only with the API keys secret', () => {
     expect(ingress?.spec.tls).toHaveLength(1);
   });
 
-  test('the Pulumi program uploads api-keys into every producer container and sets API_KEYS_FILE', async () => {
+  test("the Pulumi program writes api-keys into every producer's secrets volume and sets API_KEYS_FILE", async () => {
     const base = resolvedSystem('prod');
     const { recorder } = await deploy(resolvedSystem('prod', [...new Set(pulumiGaps(base).map((g) => g.feature))]));
-    const producers = recorder.resources
-      .filter((r) => r.type === 'docker:index/container:Container')
+    const producers = recorder
+      .serviceContainers()
       .map((r) => plain(r.inputs) as { name: string; envs?: string[]; uploads?: { file: string }[] })
       .filter((c) => c.name.includes('-producer-'));
     expect(producers.length).toBeGreaterThan(0);
     for (const c of producers) {
       expect(c.envs).toContain(`API_KEYS_FILE=${KEYS}`);
       expect(c.envs?.some((e) => e.startsWith('AUTH_DISABLED='))).toBe(false);
-      expect((c.uploads ?? []).map((u) => u.file)).toContain(KEYS);
+      expect(c.uploads ?? []).toEqual([]);
     }
+    const writers = recorder
+      .secretsWriters()
+      .map((r) => plain(r.inputs) as { name: string; uploads?: { file: string }[] })
+      .filter((w) => w.name.endsWith('-producer-secrets'));
+    expect(writers).toHaveLength(1);
+    expect((writers[0]!.uploads ?? []).map((u) => u.file)).toContain(KEYS);
   });
 });
 

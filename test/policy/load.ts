@@ -26,7 +26,11 @@ export async function pulumiOutput(env: (typeof ENVIRONMENTS)[number]): Promise<
   await new Promise((done) => setTimeout(done, 200));
   const inputs = (type: string): Record<string, unknown>[] =>
     recorder.ofType(type).map((r) => plain(r.inputs) as Record<string, unknown>);
-  const containers = inputs(TYPES.container).map((c) => {
+  // The secrets writers (one per service, `attach`) run once as root with only CAP_CHOWN and no network, to hand
+  // the secret files to the service user; they are not services, and test/pulumi/resources.test.ts pins their
+  // exact settings. The policy is about the containers that serve.
+  const containers = recorder.serviceContainers().map((r) => {
+    const c = plain(r.inputs) as Record<string, unknown>;
     const labels = (c.labels as { label: string; value: string }[] | undefined) ?? [];
     return { ...c, service: labels.find((l) => l.label.endsWith('.service'))?.value } as PulumiContainer;
   });

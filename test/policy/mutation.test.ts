@@ -336,6 +336,36 @@ describe('mutations only the policy rules catch (no external validator checks th
       why: 'no Compose validator checks read_only; kube-score catches it in Kubernetes',
     },
     {
+      rule: 'bounded-tmpfs',
+      what: 'the Kubernetes producer’s /tmp emptyDir has no sizeLimit',
+      file: 'prod/kubernetes.k8s.yaml',
+      mutate: (p) => {
+        const volumes = podSpecOf(workload(p, 'Deployment', 'producer'))!.volumes as Obj[];
+        delete (volumes.find((v) => v.name === 'tmp')!.emptyDir as Obj).sizeLimit;
+        return p;
+      },
+      why: 'neither kube-score nor checkov nor the 1.28 schema requires a sizeLimit',
+    },
+    {
+      rule: 'bounded-tmpfs',
+      what: 'the Compose consumer’s /tmp tmpfs is as large as its memory limit',
+      file: 'prod/compose.yaml',
+      mutate: (p) => ((compose(p).services.consumer!.tmpfs = ['/tmp:size=512M']), p),
+      why: 'the compose-spec schema and docker-compose config accept any tmpfs size',
+    },
+    {
+      rule: 'bounded-tmpfs',
+      what: 'the Swarm mongo /tmp mount has no size',
+      file: 'prod/docker-stack.yml',
+      mutate: (p) => (
+        (compose(p).services.mongo!.volumes = (compose(p).services.mongo!.volumes ?? []).map((v) =>
+          typeof v === 'object' && v.type === 'tmpfs' ? { type: 'tmpfs', target: v.target } : v,
+        )),
+        p
+      ),
+      why: 'docker stack config accepts a tmpfs mount without a size',
+    },
+    {
       rule: 'bounded-restarts',
       what: 'the Compose consumer restarts always',
       file: 'prod/compose.yaml',

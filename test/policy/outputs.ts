@@ -32,7 +32,7 @@ export interface ComposeServiceDoc {
   };
   restart?: string;
   ports?: (string | { published?: number | string; host_ip?: string; target?: number })[];
-  volumes?: (string | { type?: string; source?: string; target?: string })[];
+  volumes?: (string | { type?: string; source?: string; target?: string; tmpfs?: { size?: number | string } })[];
   networks?: string[] | Record<string, unknown>;
   environment?: Record<string, string> | string[];
 }
@@ -62,7 +62,7 @@ export interface PulumiContainer {
   restart?: string;
   maxRetryCount?: number;
   ports?: { internal: number; external?: number; ip?: string }[];
-  volumes?: { volumeName?: string; hostPath?: string; containerPath?: string }[];
+  volumes?: { volumeName?: string; hostPath?: string; containerPath?: string; readOnly?: boolean }[];
   mounts?: { type?: string; source?: string; target?: string }[];
   networksAdvanced?: { name: string; aliases?: string[] }[];
   envs?: string[];

@@ -112,7 +112,12 @@ function pulumiFacts(p: Extract<Parsed, { target: 'pulumi' }>): Facts {
       published: sorted(
         (c.ports ?? []).filter((x) => x.external !== undefined).map((x) => `${x.external}:${x.internal}`),
       ),
-      dataPaths: sorted((c.volumes ?? []).flatMap((v) => (v.containerPath && v.volumeName ? [v.containerPath] : []))),
+      // The read-only secrets volume is how secrets arrive (compared by the secrets checks), not data.
+      dataPaths: sorted(
+        (c.volumes ?? []).flatMap((v) =>
+          v.containerPath && v.volumeName && v.readOnly !== true ? [v.containerPath] : [],
+        ),
+      ),
       health: (c.healthcheck?.tests ?? []).slice(1).join(' '),
     };
     // Replicas: published ports come from replica 0 only (an accepted gap); the rest must agree.

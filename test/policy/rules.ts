@@ -137,6 +137,33 @@ function userViolation(file: string, object: string, service: string, uid: numbe
   return ex ? [] : [{ file, object, message: `uid:gid ${uid}:${gid} is below ${MIN_UID} and not a listed exception` }];
 }
 
+/**
+ * Bytes of a size as the targets write it: a number of bytes, Kubernetes `64Mi`/`1Gi`, Docker `64M`/`64m`/`1g`
+ * (binary multiples in both Docker and the kernel's tmpfs options). NaN when absent or unreadable.
+ */
+export function bytes(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value !== 'string') return NaN;
+  const m = /^([0-9]+)(Ki|Mi|Gi|[kKmMgG])?$/.exec(value.trim());
+  if (!m) return NaN;
+  const unit = (m[2] ?? '').charAt(0).toLowerCase();
+  const power = unit === '' ? 0 : unit === 'k' ? 1 : unit === 'm' ? 2 : 3;
+  return Number(m[1]) * 1024 ** power;
+}
+
+/** A tmpfs is charged to the memory cgroup: unbounded, or together not below the memory limit, is a violation. */
+function tmpfsProblem(
+  sizes: readonly { path: string | undefined; size: number }[],
+  memoryLimit: number,
+): string | null {
+  const unsized = sizes.filter((t) => Number.isNaN(t.size)).map((t) => t.path);
+  if (unsized.length > 0) return `has a tmpfs without a size limit at ${unsized.join(', ')}`;
+  const total = sizes.reduce((sum, t) => sum + t.size, 0);
+  if (sizes.length > 0 && !(total < memoryLimit))
+    return `has tmpfs sizes of ${total} bytes in all, not below its memory limit (${memoryLimit} bytes)`;
+  return null;
+}
+
 /** The last stage's USER of a Dockerfile, or null. */
 function dockerfileUser(text: string): string | null {
   const stages = text.split(/^FROM /m);
@@ -197,10 +224,11 @@ export const RULES: readonly Rule[] = [
           const gid = k8sSecurity(c, 'runAsGroup');
           if (k8sSecurity(c, 'runAsNonRoot') !== true)
             return [{ file: o.file, object: c.id, message: 'runAsNonRoot is not true' }];
+          // The service is the `app.kubernetes.io/name` label: a Job's name carries a revision hash.
           return userViolation(
             o.file,
             c.id,
-            c.workload.metadata.name,
+            c.workload.metadata.labels?.['app.kubernetes.io/name'] ?? c.workload.metadata.name,
             typeof uid === 'number' ? uid : NaN,
             typeof gid === 'number' ? gid : NaN,
           );
@@ -255,6 +283,52 @@ export const RULES: readonly Rule[] = [
           const mount = arr(c.container.volumeMounts).find((m) => m.mountPath === '/tmp');
           const volume = mount && arr(c.podSpec.volumes).find((v) => v.name === mount.name);
           return volume && volume.emptyDir !== undefined ? null : 'has no emptyDir mounted at /tmp';
+        }),
+      ];
+    },
+  },
+  {
+    id: 'bounded-tmpfs',
+    title:
+      'every in-memory filesystem (tmpfs, memory-backed emptyDir) has a size limit below the memory limit it counts against',
+    targets: ['compose', 'swarm', 'kubernetes', 'pulumi'],
+    notApplicable: 'a Dockerfile mounts no tmpfs; the runtime does',
+    check(o) {
+      return [
+        ...eachDocker(
+          o,
+          (_n, s) => {
+            const limit = bytes(s.deploy?.resources?.limits?.memory);
+            const tmpfs = Array.isArray(s.tmpfs) ? s.tmpfs : s.tmpfs ? [s.tmpfs] : [];
+            const sizes = [
+              ...tmpfs.map((t) => ({
+                path: t.split(':')[0],
+                size: bytes(/(?:^|,)size=([^,]+)/.exec(t.split(':')[1] ?? '')?.[1]),
+              })),
+              ...(s.volumes ?? [])
+                .filter((v) => typeof v === 'object' && v.type === 'tmpfs')
+                .map((v) =>
+                  typeof v === 'object' ? { path: v.target, size: bytes(v.tmpfs?.size) } : { path: '', size: NaN },
+                ),
+            ];
+            return tmpfsProblem(sizes, limit);
+          },
+          (c) =>
+            tmpfsProblem(
+              Object.entries(c.tmpfs ?? {}).map(([path, opts]) => ({
+                path,
+                size: bytes(/(?:^|,)size=([^,]+)/.exec(opts)?.[1]),
+              })),
+              // The provider's `memory` is in MiB.
+              c.memory === undefined ? NaN : c.memory * 1024 * 1024,
+            ),
+        ),
+        ...eachK8s(o, (c) => {
+          const mounted = new Set(arr(c.container.volumeMounts).map((m) => m.name));
+          const sizes = arr(c.podSpec.volumes)
+            .filter((v) => mounted.has(v.name) && obj(v.emptyDir).medium === 'Memory')
+            .map((v) => ({ path: String(v.name), size: bytes(obj(v.emptyDir).sizeLimit) }));
+          return tmpfsProblem(sizes, bytes(obj(obj(c.container.resources).limits).memory));
         }),
       ];
     },

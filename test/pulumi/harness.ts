@@ -34,6 +34,7 @@ export interface RecordedOptions {
   readonly protect: boolean;
   readonly deleteBeforeReplace: boolean;
   readonly additionalSecretOutputs: readonly string[];
+  readonly replaceWith: readonly string[];
 }
 
 export function isSecretMarker(value: unknown): value is { value: unknown } {
@@ -82,13 +83,18 @@ export class Recorder {
   public readonly options = new Map<string, RecordedOptions>();
   private containers = 0;
 
+  /** @param exitCode what a container the provider waits for (`attach`) exits with, as the provider reads it back. */
+  public constructor(private readonly exitCode = 0) {}
+
   public readonly mocks: pulumi.runtime.Mocks = {
     newResource: (args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } => {
       const inputs = args.inputs as Record<string, unknown>;
       this.resources.push({ type: args.type, name: args.name, inputs });
       const state: Record<string, unknown> = { ...inputs };
-      if (args.type === 'docker:index/container:Container')
+      if (args.type === 'docker:index/container:Container') {
         state.networkDatas = networkDatas(inputs, ++this.containers);
+        if (inputs.attach === true) state.exitCode = this.exitCode;
+      }
       if (args.type === 'docker:index/remoteImage:RemoteImage') state.imageId = `sha256:id-of-${String(inputs.name)}`;
       return { id: `${args.name}-id`, state };
     },
@@ -112,6 +118,7 @@ export class Recorder {
       protect: opts.protect === true,
       deleteBeforeReplace: opts.deleteBeforeReplace === true,
       additionalSecretOutputs: opts.additionalSecretOutputs ?? [],
+      replaceWith: (opts.replaceWith ?? []).map((r) => nameOf(r) ?? '?'),
     });
     return undefined;
   };
@@ -122,12 +129,27 @@ export class Recorder {
     return this.resources.filter((r) => r.type === type);
   }
 
+  /** The long-running containers: one per service replica. */
+  public serviceContainers(): RecordedResource[] {
+    return this.ofType(TYPES.container).filter((r) => !isSecretsWriter(r));
+  }
+
+  /** The containers that write a service's secret files once and exit. */
+  public secretsWriters(): RecordedResource[] {
+    return this.ofType(TYPES.container).filter(isSecretsWriter);
+  }
+
   public named(type: string, name: string): RecordedResource {
     const found = this.resources.find((r) => r.type === type && r.name === name);
     if (!found)
       throw new Error(`no ${type} named ${name}; have ${this.resources.map((r) => `${r.type} ${r.name}`).join(', ')}`);
     return found;
   }
+}
+
+/** A secrets writer runs to its end during `pulumi up` (`attach`) and is not kept running. */
+export function isSecretsWriter(r: RecordedResource): boolean {
+  return r.type === TYPES.container && r.inputs.attach === true;
 }
 
 export const TYPES = {
@@ -138,6 +160,14 @@ export const TYPES = {
   remoteImage: 'docker:index/remoteImage:RemoteImage',
   container: 'docker:index/container:Container',
 } as const;
+
+/**
+ * Waits until every registration the program started has reached the monitor, so that the next test's mocks
+ * never receive the last test's calls. Internal to the SDK (`settings.ts`), hence the cast.
+ */
+export async function drain(): Promise<void> {
+  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+}
 
 /** The value of an Output, with whether it is secret. */
 export async function settle<T>(output: pulumi.Output<T>): Promise<{ value: T; secret: boolean }> {
@@ -172,18 +202,18 @@ export interface Deployment {
 }
 
 /** Builds the component for a system under mocks and waits until every container is registered. */
-export async function deploy(system: ResolvedSystem): Promise<Deployment> {
-  const recorder = new Recorder();
+export async function deploy(system: ResolvedSystem, recorder = new Recorder()): Promise<Deployment> {
   const secretNames = [...new Set(system.services.flatMap((s) => s.secrets.map((u) => u.secret)))];
   await useStack(recorder, system.environment, secretNames);
   const config = new pulumi.Config();
   const secrets = Object.fromEntries(secretNames.map((n) => [n, config.requireSecret(secretConfigKey(n))]));
   const component = new DockerJobSystem(
     system.namespace,
-    { system, secrets },
+    { system, secrets, repoRoot: REPO_ROOT, imageBuilder: 'buildkit' },
     { transformations: [recorder.transformation] },
   );
   const { value: containerNames } = await settle(component.outputs.containerNames);
   await settle(component.urn);
+  await drain();
   return { recorder, component, outputs: component.outputs, containerNames };
 }

@@ -43,12 +43,18 @@ interface Container {
   stopTimeout: number;
   memory: number;
   cpus: string;
-  volumes: { volumeName: string; containerPath: string }[];
-  uploads: { file: string }[];
+  volumes: { volumeName: string; containerPath: string; readOnly?: boolean }[];
 }
 
 /** Compose writes a literal `$` as `$$`; Docker's API takes the value as is. */
 const unescape = (v: string): string => v.replace(/\$\$/g, '$');
+
+/** A Compose duration (`1m`, `1m30s`, `10s`) or a Go one (`1m0s`) in seconds. */
+const seconds = (v: string): number => {
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(v);
+  if (!m || v === '') throw new Error(`not a duration: ${v}`);
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+};
 
 /** Docker byte value (`256M`, `1G`) in MiB, the unit of the provider's `memory`. */
 const mebibytes = (v: string): number => (v.endsWith('G') ? Number(v.slice(0, -1)) * 1024 : Number(v.slice(0, -1)));
@@ -64,7 +70,7 @@ describe.each([
     compose = (await synthYaml<{ services: Record<string, ComposeService> }>(`${env}/compose.yaml`)).services;
     d = await deploy(resolvedSystem(env, accept));
     byService = new Map();
-    for (const r of d.recorder.ofType(TYPES.container)) {
+    for (const r of d.recorder.serviceContainers()) {
       const c = plain(r.inputs) as Container;
       const service = c.networksAdvanced[0]?.aliases[0] ?? '?';
       byService.set(service, [...(byService.get(service) ?? []), c]);
@@ -115,14 +121,20 @@ describe.each([
     each((name, svc, containers) => {
       const hc = svc.healthcheck;
       for (const c of containers) {
-        expect({ name, healthcheck: c.healthcheck }).toEqual({
+        const pulumiHc = {
+          ...c.healthcheck,
+          interval: seconds(c.healthcheck.interval),
+          timeout: seconds(c.healthcheck.timeout),
+          startPeriod: seconds(c.healthcheck.startPeriod),
+        };
+        expect({ name, healthcheck: pulumiHc }).toEqual({
           name,
           healthcheck: {
             tests: hc.test.map(unescape),
-            interval: hc.interval,
-            timeout: hc.timeout,
+            interval: seconds(hc.interval),
+            timeout: seconds(hc.timeout),
             retries: hc.retries,
-            startPeriod: hc.start_period,
+            startPeriod: seconds(hc.start_period),
           },
         });
       }
@@ -137,7 +149,8 @@ describe.each([
           service: name,
           user: svc.user,
           readOnly: svc.read_only,
-          tmpfs: Object.fromEntries(svc.tmpfs.map((p) => [p, ''])),
+          // Compose's `path:options` is Pulumi's `{ path: options }`: the same size limit on both.
+          tmpfs: Object.fromEntries(svc.tmpfs.map((t) => [t.split(':')[0], t.split(':')[1] ?? ''])),
           capabilities: { drops: svc.cap_drop },
           securityOpts: svc.security_opt,
           init: svc.init,
@@ -145,22 +158,30 @@ describe.each([
           maxRetryCount: Number(svc.restart.split(':')[1]),
           stopTimeout: Number(svc.stop_grace_period.replace(/s$/, '')),
           memory: mebibytes(svc.deploy.resources.limits.memory),
-          cpus: svc.deploy.resources.limits.cpus,
         });
+        expect({ name, cpus: Number(c.cpus) }).toEqual({ name, cpus: Number(svc.deploy.resources.limits.cpus) });
         expect({ name, networks: c.networksAdvanced.map((n) => n.name.replace(`async-jobs-${env}-`, '')) }).toEqual({
           name,
           networks: svc.networks,
         });
+        const data = c.volumes.filter((v) => v.containerPath !== '/run/secrets');
         expect({
           name,
-          volumes: c.volumes.map((v) => `${v.volumeName.replace(`async-jobs-${env}-`, '')}:${v.containerPath}`),
+          volumes: data.map((v) => `${v.volumeName.replace(`async-jobs-${env}-`, '')}:${v.containerPath}`),
         }).toEqual({
           name,
           volumes: (svc.volumes ?? []).map((v) => `${v.source}:${v.target}`),
         });
-        expect({ name, secrets: c.uploads.map((u) => u.file) }).toEqual({
+        const writer = d.recorder.named(TYPES.container, `${name}-secrets`);
+        const files = (plain(writer.inputs) as { uploads: { file: string }[] }).uploads.map((u) => u.file);
+        expect({ name, secrets: files }).toEqual({
           name,
           secrets: (svc.secrets ?? []).map((s) => `/run/secrets/${s}`),
+        });
+        expect(c.volumes).toContainEqual({
+          volumeName: `async-jobs-${env}-${name}-secrets`,
+          containerPath: '/run/secrets',
+          readOnly: true,
         });
       }
     });

@@ -1,4 +1,14 @@
-import { containerEnvs, healthWaitSeconds, pulumiGaps, scopedName, secretConfigKey } from '../../constructs/pulumi';
+import { join } from 'node:path';
+import {
+  containerEnvs,
+  goDuration,
+  healthWaitSeconds,
+  providerCpus,
+  pulumiGaps,
+  scopedName,
+  secretConfigKey,
+} from '../../constructs/pulumi';
+import { REPO_ROOT } from '../helpers';
 import type { ResolvedService, ResolvedSystem } from '../../constructs/model';
 import {
   deploy,
@@ -26,6 +36,7 @@ interface ContainerInputs {
   maxRetryCount: number;
   memory: number;
   memoryReservation: number;
+  memorySwap: number;
   cpus: string;
   cpuShares: number;
   readOnly: boolean;
@@ -37,11 +48,31 @@ interface ContainerInputs {
   stopTimeout: number;
   networksAdvanced: { name: string; aliases: string[] }[];
   ports: { internal: number; external: number; ip: string; protocol: string }[];
-  volumes: { volumeName: string; containerPath: string }[];
-  mounts: { type: string; target: string }[];
-  uploads: { file: string; content: string; owner: string; group: string; permissions: string }[];
+  volumes: { volumeName: string; containerPath: string; readOnly?: boolean }[];
+  mounts?: unknown;
+  uploads?: { file: string; content: string; permissions: string }[];
   wait: boolean;
   waitTimeout: number;
+  labels: { label: string; value: string }[];
+}
+
+interface WriterInputs {
+  name: string;
+  image: string;
+  entrypoints: string[];
+  command: string[];
+  user: string;
+  networkMode: string;
+  readOnly: boolean;
+  capabilities: { drops: string[]; adds: string[] };
+  securityOpts: string[];
+  healthcheck: Record<string, unknown>;
+  restart: string;
+  volumes: { volumeName: string; containerPath: string }[];
+  uploads: { file: string; content: string; permissions: string }[];
+  mustRun: boolean;
+  attach: boolean;
+  labels: { label: string; value: string }[];
 }
 
 function inputsOf(r: RecordedResource): ContainerInputs {
@@ -81,27 +112,42 @@ describe.each([
         .ofType(type)
         .map((r) => r.name)
         .sort();
+    const withSecrets = system.services.filter((s) => s.secrets.length > 0).map((s) => s.name);
+    expect(withSecrets.sort()).toEqual(['consumer', 'mongo', 'producer', 'rabbitmq']);
     expect(names(TYPES.network)).toEqual(['backend-network', 'frontend-network']);
-    expect(names(TYPES.volume)).toEqual(['mongo-data-volume', 'rabbitmq-data-volume']);
+    expect(names(TYPES.volume)).toEqual(
+      ['mongo-data-volume', 'rabbitmq-data-volume', ...withSecrets.map((n) => `${n}-secrets-volume`)].sort(),
+    );
     expect(names(TYPES.image)).toEqual(['consumer-image', 'producer-image']);
     expect(names(TYPES.remoteImage)).toEqual(['mongo-image', 'rabbitmq-image']);
     const expected = system.services.flatMap((s) =>
       Array.from({ length: s.stateful ? 1 : s.replicas }, (_u, i) => `${s.name}-${i}`),
     );
-    expect(names(TYPES.container)).toEqual(expected.sort());
-    expect(d.recorder.resources).toHaveLength(1 + 2 + 2 + 2 + 2 + expected.length);
+    expect(
+      d.recorder
+        .serviceContainers()
+        .map((r) => r.name)
+        .sort(),
+    ).toEqual(expected.sort());
+    expect(
+      d.recorder
+        .secretsWriters()
+        .map((r) => r.name)
+        .sort(),
+    ).toEqual(withSecrets.map((n) => `${n}-secrets`).sort());
+    expect(d.recorder.resources).toHaveLength(1 + 2 + 2 + 4 + 2 + 2 + 4 + expected.length);
   });
 
   test("the consumer runs the model's replica count of containers, each named <namespace>-<service>-<i>", () => {
     const consumer = service(system, 'consumer');
-    const containers = d.recorder.ofType(TYPES.container).filter((r) => r.name.startsWith('consumer-'));
+    const containers = d.recorder.serviceContainers().filter((r) => r.name.startsWith('consumer-'));
     expect(containers).toHaveLength(consumer.replicas);
     expect(containers.map((c) => inputsOf(c).name).sort()).toEqual(
       Array.from({ length: consumer.replicas }, (_u, i) => `async-jobs-${env}-consumer-${i}`),
     );
     expect(d.containerNames).toEqual(
       d.recorder
-        .ofType(TYPES.container)
+        .serviceContainers()
         .map((c) => inputsOf(c).name)
         .sort(),
     );
@@ -125,14 +171,18 @@ describe.each([
     }
   });
 
-  test('built images use the synthesized Dockerfiles, the services/ context and content tags; registry images are pinned', () => {
+  test('built images use the synthesized Dockerfiles and the services/ context by absolute path, and content tags; registry images are pinned', () => {
     for (const name of ['producer', 'consumer']) {
       const s = service(system, name);
       if (s.image.kind !== 'build') throw new Error('expected a build image');
       expect(s.image.tag).toMatch(/^src-[0-9a-f]{12}$/);
       expect(plain(d.recorder.named(TYPES.image, `${name}-image`).inputs)).toEqual({
         imageName: s.image.reference,
-        build: { context: 'services', dockerfile: `dist/${env}/${name}.Dockerfile`, builderVersion: 'BuilderBuildKit' },
+        build: {
+          context: join(REPO_ROOT, 'services'),
+          dockerfile: join(REPO_ROOT, 'dist', env, `${name}.Dockerfile`),
+          builderVersion: 'BuilderBuildKit',
+        },
         skipPush: true,
         // The SDK's default: `pulumi preview` does not build.
         buildOnPreview: false,
@@ -147,7 +197,7 @@ describe.each([
   });
 
   test("every container runs its service's image, env, ports, health check, limits, security settings and aliases", () => {
-    for (const r of d.recorder.ofType(TYPES.container)) {
+    for (const r of d.recorder.serviceContainers()) {
       const index = Number(r.name.slice(r.name.lastIndexOf('-') + 1));
       const s = service(system, r.name.slice(0, r.name.lastIndexOf('-')));
       const c = inputsOf(r);
@@ -157,10 +207,10 @@ describe.each([
       expect(c.envs).toEqual(containerEnvs(s));
       expect(c.healthcheck).toEqual({
         tests: ['CMD', ...hc.command],
-        interval: `${hc.intervalSeconds}s`,
-        timeout: `${hc.timeoutSeconds}s`,
+        interval: goDuration(hc.intervalSeconds),
+        timeout: goDuration(hc.timeoutSeconds),
         retries: hc.retries,
-        startPeriod: `${hc.startPeriodSeconds}s`,
+        startPeriod: goDuration(hc.startPeriodSeconds),
       });
       expect(c.ports).toEqual(
         index === 0
@@ -177,9 +227,11 @@ describe.each([
         maxRetryCount: 5,
         memory: s.resources.memoryLimit.mebibytes,
         memoryReservation: s.resources.memoryRequest.mebibytes,
-        cpus: s.resources.cpuLimit.toDocker(),
+        memorySwap: 2 * s.resources.memoryLimit.mebibytes,
+        cpus: providerCpus(s.resources.cpuLimit),
         readOnly: true,
-        tmpfs: { '/tmp': '' },
+        // The model's tmpfsSize, in Docker's spelling (binary M), as Compose and Swarm have it.
+        tmpfs: { '/tmp': 'size=64M' },
         capabilities: { drops: ['ALL'] },
         securityOpts: ['no-new-privileges:true'],
         user: `${s.security.user}:${s.security.group}`,
@@ -191,43 +243,87 @@ describe.each([
       expect(c.networksAdvanced).toEqual(
         [...s.networks].sort().map((n) => ({ name: scopedName(system, n), aliases: [s.name] })),
       );
-      expect(c.volumes).toEqual(
-        s.volumeMounts.map((m) => ({ volumeName: scopedName(system, m.volume), containerPath: m.path })),
-      );
+      expect(c.volumes).toEqual([
+        ...s.volumeMounts.map((m) => ({ volumeName: scopedName(system, m.volume), containerPath: m.path })),
+        { volumeName: scopedName(system, `${s.name}-secrets`), containerPath: '/run/secrets', readOnly: true },
+      ]);
       expect(d.recorder.options.get(r.name)).toMatchObject({
         deleteBeforeReplace: true,
-        additionalSecretOutputs: ['uploads'],
+        additionalSecretOutputs: [],
+        replaceWith: [`${s.name}-secrets`],
       });
     }
   });
 
-  test('producer and consumers depend on the broker and database containers, which wait until healthy', () => {
-    for (const r of d.recorder.ofType(TYPES.container)) {
+  test('producer and consumers depend on the broker and database containers, which wait until healthy, and every container on its secrets writer', () => {
+    for (const r of d.recorder.serviceContainers()) {
       const s = service(system, r.name.slice(0, r.name.lastIndexOf('-')));
       expect({ container: r.name, dependsOn: d.recorder.options.get(r.name)?.dependsOn }).toEqual({
         container: r.name,
-        dependsOn: s.kind === 'producer' || s.kind === 'consumer' ? ['rabbitmq-0', 'mongo-0'] : [],
+        dependsOn: [
+          ...(s.kind === 'producer' || s.kind === 'consumer' ? ['rabbitmq-0', 'mongo-0'] : []),
+          `${s.name}-secrets`,
+        ],
       });
     }
     expect(inputsOf(d.recorder.named(TYPES.container, 'rabbitmq-0')).wait).toBe(true);
     expect(inputsOf(d.recorder.named(TYPES.container, 'mongo-0')).wait).toBe(true);
   });
 
-  test('secrets arrive as files in /run/secrets, owned by the container user with mode 0400, never as env values', () => {
-    for (const r of d.recorder.ofType(TYPES.container)) {
+  test('secrets arrive as files in /run/secrets, mode 0400, handed to the service user by a writer container; never as env values', () => {
+    for (const r of d.recorder.serviceContainers()) {
       const s = service(system, r.name.slice(0, r.name.lastIndexOf('-')));
       const c = inputsOf(r);
-      expect(c.uploads).toEqual(
-        s.secrets.map((use) => ({
+      expect({ container: r.name, uploads: c.uploads, mounts: c.mounts }).toEqual({ container: r.name });
+      expect(c.labels).toContainEqual({
+        label: 'io.async-jobs.secrets-from',
+        value: `async-jobs-${env}-${s.name}-secrets`,
+      });
+      for (const use of s.secrets) expect(c.envs).toContain(`${use.fileEnv}=/run/secrets/${use.secret}`);
+    }
+    for (const r of d.recorder.secretsWriters()) {
+      const s = service(system, r.name.replace(/-secrets$/, ''));
+      const w = plain(r.inputs) as WriterInputs;
+      const image = d.recorder.serviceContainers().find((c) => c.name === `${s.name}-0`);
+      expect(w).toEqual({
+        name: `async-jobs-${env}-${s.name}-secrets`,
+        image: image && inputsOf(image).image,
+        entrypoints: ['chown'],
+        command: ['-R', `${s.security.user}:${s.security.group}`, '/run/secrets'],
+        user: '0:0',
+        networkMode: 'none',
+        readOnly: false,
+        capabilities: { drops: ['ALL'], adds: ['CHOWN'] },
+        securityOpts: ['no-new-privileges:true'],
+        healthcheck: {
+          tests: ['NONE'],
+          interval: '0s',
+          timeout: '0s',
+          startPeriod: '0s',
+          startInterval: '0s',
+          retries: 0,
+        },
+        restart: 'no',
+        volumes: [{ volumeName: `async-jobs-${env}-${s.name}-secrets`, containerPath: '/run/secrets' }],
+        uploads: s.secrets.map((use) => ({
           file: `/run/secrets/${use.secret}`,
           content: sentinel(use.secret),
-          owner: String(s.security.user),
-          group: String(s.security.group),
           permissions: '0400',
         })),
-      );
-      expect(c.mounts).toEqual([{ type: 'volume', target: '/run/secrets' }]);
-      for (const use of s.secrets) expect(c.envs).toContain(`${use.fileEnv}=/run/secrets/${use.secret}`);
+        mustRun: false,
+        attach: true,
+        labels: [
+          { label: 'io.async-jobs.environment', value: env },
+          { label: 'io.async-jobs.secrets-of', value: s.name },
+        ],
+      });
+      expect(d.recorder.options.get(r.name)).toMatchObject({
+        deleteBeforeReplace: true,
+        additionalSecretOutputs: ['uploads'],
+        replaceWith: [`${s.name}-secrets-volume`],
+        protect: false,
+      });
+      expect(d.recorder.options.get(`${s.name}-secrets-volume`)).toMatchObject({ protect: false });
     }
   });
 
@@ -243,15 +339,25 @@ describe.each([
       }
       const users = system.services.filter((s) => s.secrets.some((u) => u.secret === secret)).map((s) => s.name);
       const carriers = d.recorder.resources.filter((r) => secretOccurrences(r.inputs, sentinel(secret)).length > 0);
-      expect([...new Set(carriers.map((r) => r.name.slice(0, r.name.lastIndexOf('-'))))].sort()).toEqual(users.sort());
-      for (const r of carriers) expect(secretOccurrences(r.inputs, sentinel(secret))).toEqual(['.uploads']);
+      expect(carriers.map((r) => r.name).sort()).toEqual(users.map((u) => `${u}-secrets`).sort());
+      for (const r of carriers) {
+        expect({ carrier: r.name, at: secretOccurrences(r.inputs, sentinel(secret)) }).toEqual({
+          carrier: r.name,
+          at: ['.uploads'],
+        });
+      }
     }
   });
 
-  test("a container's uploads output is secret and its envs output is not", async () => {
+  test('only the secrets writers carry secrets; the services keep them out of envs and state in plaintext', async () => {
+    for (const r of d.recorder.serviceContainers()) {
+      expect({ container: r.name, secret: secretOccurrences(r.inputs, 'SENTINEL') }).toEqual({
+        container: r.name,
+        secret: [],
+      });
+    }
     for (const list of Object.values(d.component.containers)) {
       for (const c of list) {
-        expect((await settle(c.uploads)).secret).toBe(true);
         const envs = await settle(c.envs);
         expect(envs.secret).toBe(false);
         expect(JSON.stringify(envs.value)).not.toContain('SENTINEL');

@@ -208,11 +208,11 @@ describe.each(ENVIRONMENTS)('docker-stack.yml for %s', (env) => {
       expect(s.read_only).toBe(true);
       expect(s.cap_drop).toEqual(['ALL']);
       expect(s.init).toBe(true);
-      expect(s.volumes).toContainEqual({ type: 'tmpfs', target: '/tmp' });
+      expect(s.volumes).toContainEqual({ type: 'tmpfs', target: '/tmp', tmpfs: { size: 64 * 1024 * 1024 } });
     }
     expect(stack.services.mongo!.volumes).toEqual([
       { type: 'volume', source: 'mongo-data', target: '/data/db' },
-      { type: 'tmpfs', target: '/tmp' },
+      { type: 'tmpfs', target: '/tmp', tmpfs: { size: 64 * 1024 * 1024 } },
     ]);
   });
 
@@ -483,7 +483,8 @@ describe('docker stack config (the docker client validates offline, no daemon ne
       gid: '10001',
       mode: 0o400,
     });
-    expect(consumer.volumes).toEqual([{ type: 'tmpfs', target: '/tmp' }]);
+    // The size survived docker's own parsing (the v3 schema takes it in bytes).
+    expect(consumer.volumes).toEqual([{ type: 'tmpfs', target: '/tmp', tmpfs: { size: 64 * 1024 * 1024 } }]);
     expect(config.networks.backend).toEqual({ driver: 'overlay', internal: true, driver_opts: { encrypted: '' } });
   });
 
