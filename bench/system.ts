@@ -7,6 +7,7 @@ import { MongoClient, type Collection, type Db } from 'mongodb';
 import {
   closedLoop,
   paced,
+  getLoad,
   postJobs,
   scrapeCounter,
   scrapeHistogramMeanMs,
@@ -202,7 +203,16 @@ export interface AcceptResults {
    * {@link AUTH_BENCH_CLIENTS} clients, constant-time) and the per-client rate limiter on (a limit never reached),
    * in the same repetitions, interleaved with the producer without them.
    */
-  readonly auth: { readonly rps: Summary; readonly satP99Ms: Summary; readonly ratio: Summary };
+  readonly auth: {
+    readonly rps: Summary;
+    readonly satP99Ms: Summary;
+    readonly ratio: Summary;
+    /**
+     * `GET /v1/job-types` (no database, no broker) at saturation on both producers: the cost of authentication
+     * and the limiter alone, which the database-bound POST cannot resolve.
+     */
+    readonly noDb: { readonly withoutRps: Summary; readonly withRps: Summary; readonly ratio: Summary };
+  };
   /** At a fixed rate of half of each server's own saturation. */
   readonly half: {
     readonly producerRate: number;
@@ -272,15 +282,45 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
     const auth: HttpLoad[] = [];
     for (let r = 0; r < sizes.reps; r++) {
       cons.push(await postJobs(constant.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `c${r}` }));
-      prod.push(await postJobs(producer.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `s${r}` }));
-      auth.push(
-        await postJobs(authed.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `a${r}`, token: keys.token }),
-      );
+      // Alternating order: the second run of a pair meets the database still settling the first one's writes.
+      const runProd = async (): Promise<void> => {
+        prod.push(await postJobs(producer.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `s${r}` }));
+      };
+      const runAuth = async (): Promise<void> => {
+        auth.push(
+          await postJobs(authed.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `a${r}`, token: keys.token }),
+        );
+      };
+      if (r % 2 === 0) {
+        await runProd();
+        await runAuth();
+      } else {
+        await runAuth();
+        await runProd();
+      }
       log(
         `accept rep ${r + 1}: producer ${prod[r]?.rps.toFixed(0)} rps, with auth ${auth[r]?.rps.toFixed(0)} rps, constant ${cons[r]?.rps.toFixed(0)} rps`,
       );
     }
-    const authErrors = auth.reduce((s, p) => s + p.errors, 0);
+    const typesWithout: HttpLoad[] = [];
+    const typesWith: HttpLoad[] = [];
+    for (let r = 0; r < sizes.reps; r++) {
+      const without = (): Promise<HttpLoad> =>
+        getLoad(producer.url, '/v1/job-types', { connections: CONNECTIONS, durationS: d });
+      const withAuth = (): Promise<HttpLoad> =>
+        getLoad(authed.url, '/v1/job-types', { connections: CONNECTIONS, durationS: d, token: keys.token });
+      if (r % 2 === 0) {
+        typesWithout.push(await without());
+        typesWith.push(await withAuth());
+      } else {
+        typesWith.push(await withAuth());
+        typesWithout.push(await without());
+      }
+      log(
+        `accept GET /v1/job-types rep ${r + 1}: without auth ${typesWithout[r]?.rps.toFixed(0)} rps, with auth ${typesWith[r]?.rps.toFixed(0)} rps`,
+      );
+    }
+    const authErrors = [...auth, ...typesWith].reduce((s, p) => s + p.errors, 0);
     if (authErrors > 0) log(`accept: ${authErrors} authenticated producer requests failed or were not 2xx`);
     const prodRps = summarize(prod.map((p) => p.rps));
     const consRps = summarize(cons.map((p) => p.rps));
@@ -336,6 +376,14 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
           auth.map((p) => p.rps),
           prod.map((p) => p.rps),
         ),
+        noDb: {
+          withoutRps: summarize(typesWithout.map((p) => p.rps)),
+          withRps: summarize(typesWith.map((p) => p.rps)),
+          ratio: ratios(
+            typesWith.map((p) => p.rps),
+            typesWithout.map((p) => p.rps),
+          ),
+        },
       },
       half: {
         producerRate,

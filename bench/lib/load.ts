@@ -50,6 +50,29 @@ export async function postJobs(
   };
 }
 
+/** Saturation GETs of `path` (autocannon), optionally with a bearer token. */
+export async function getLoad(
+  url: string,
+  path: string,
+  options: { connections: number; durationS: number; token?: string },
+): Promise<HttpLoad> {
+  const result = await autocannon({
+    url: `${url}${path}`,
+    method: 'GET',
+    connections: options.connections,
+    duration: options.durationS,
+    headers: options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {},
+    timeout: 30,
+  });
+  return {
+    rps: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    ok: result['2xx'],
+    errors: result.errors + result.timeouts + result.non2xx,
+  };
+}
+
 /** Sum of a Prometheus counter's samples whose labels contain every `labels` pair. */
 export async function scrapeCounter(metricsUrl: string, name: string, labels: Record<string, string>): Promise<number> {
   const res = await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) });

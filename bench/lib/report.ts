@@ -127,6 +127,12 @@ function acceptSection(a: AcceptResults): string {
       [
         ['saturation, requests/s', fmt(a.producerRps, 0), fmt(a.auth.rps, 0), x(a.auth.ratio)],
         ['p99 at saturation, ms', fmt(a.producerSatP99Ms, 0), fmt(a.auth.satP99Ms, 0), ''],
+        [
+          '`GET /v1/job-types` (no database) saturation, requests/s',
+          fmt(a.auth.noDb.withoutRps, 0),
+          fmt(a.auth.noDb.withRps, 0),
+          x(a.auth.noDb.ratio),
+        ],
       ],
     ),
     '',
