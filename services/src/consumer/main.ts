@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { redactUrl } from '../shared/config';
 import { createLogger } from '../shared/logger';
-import { connectMongo } from '../shared/mongo';
+import { connectMongo, groupCommitMetric } from '../shared/mongo';
 import { loadConfigOrExit } from '../shared/process';
 import { HandlerRegistry } from '../shared/registry';
 import { JobClaims } from './claims';
@@ -59,8 +59,12 @@ async function main(): Promise<void> {
   mongoPing = async () => {
     await db.command({ ping: 1 });
   };
+  const claims = new JobClaims(db, {
+    groupCommit: config.groupCommit,
+    onBatch: groupCommitMetric(metrics.registry),
+  });
   const worker = new Worker({
-    claims: new JobClaims(db),
+    claims,
     registry: HandlerRegistry.create({ enableTestHandlers: config.enableTestHandlers }),
     logger,
     workerId,
@@ -91,6 +95,7 @@ async function main(): Promise<void> {
     void (async () => {
       try {
         const { timedOut } = await consumer.drain(config.drainTimeoutSeconds * 1000);
+        await claims.drain();
         await mongo.client.close();
         await health.close();
         logger.info({ timedOut }, 'stopped');

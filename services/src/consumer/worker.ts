@@ -43,9 +43,23 @@ export class Worker {
   private readonly shutdown = new AbortController();
   private storeFailures = 0;
   private readonly active = new Set<string>();
+  private readonly leases: LeaseRenewer;
 
   constructor(private readonly options: WorkerOptions) {
     this.now = options.now ?? (() => new Date());
+    const { claims, workerId, leaseMs, logger } = options;
+    this.leases = new LeaseRenewer(
+      // Every held lease is renewed in the same turn, so the renewals share one round trip (group commit).
+      (ids) =>
+        Promise.all(
+          ids.map((id) =>
+            claims
+              .renewLease(id, workerId, new Date(this.now().getTime() + leaseMs))
+              .catch((err: Error) => logger.warn({ jobId: id, err: err.message }, 'lease renewal failed')),
+          ),
+        ),
+      Math.max(100, Math.floor(leaseMs / 3)),
+    );
   }
 
   /** Aborts running handlers (drain timeout); their attempts are released rather than counted as failures. */
@@ -164,11 +178,7 @@ export class Worker {
 
     jobLog.info('job started');
     const started = process.hrtime.bigint();
-    const lease = new LeaseKeeper(
-      () => claims.renewLease(jobId, workerId, new Date(this.now().getTime() + leaseMs)),
-      Math.max(100, Math.floor(leaseMs / 3)),
-      (err) => jobLog.warn({ err: err.message }, 'lease renewal failed'),
-    );
+    this.leases.hold(jobId);
     metrics?.inFlight.inc();
     let outcome: { ok: true; result: unknown } | { ok: false; error: Error };
     try {
@@ -177,7 +187,7 @@ export class Worker {
       outcome = { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
     } finally {
       // No renewal may be in flight while the outcome is written: a late renewal must not overlap it.
-      await lease.stop();
+      await this.leases.release(jobId);
       metrics?.inFlight.dec();
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -251,26 +261,43 @@ export class Worker {
   }
 }
 
-/** Renews a lease periodically; renewals never overlap each other or anything after stop(). */
-export class LeaseKeeper {
-  private readonly timer: NodeJS.Timeout;
-  private inFlight: Promise<unknown> | undefined;
-  private stopped = false;
+/**
+ * Renews the leases of the jobs a worker is running, all together on one timer (so the renewals of a prefetch
+ * window go out as one batch). A job's renewal is never in flight after {@link release} returns.
+ */
+export class LeaseRenewer {
+  private readonly held = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: { readonly ids: ReadonlySet<string>; readonly done: Promise<unknown> } | undefined;
 
-  constructor(renew: () => Promise<unknown>, intervalMs: number, onError: (err: Error) => void) {
-    this.timer = setInterval(() => {
-      if (this.inFlight !== undefined || this.stopped) return;
-      this.inFlight = renew()
-        .catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err))))
-        .finally(() => {
-          this.inFlight = undefined;
-        });
-    }, intervalMs);
+  constructor(
+    private readonly renew: (ids: string[]) => Promise<unknown>,
+    private readonly intervalMs: number,
+  ) {}
+
+  hold(jobId: string): void {
+    this.held.add(jobId);
+    this.timer ??= setInterval(() => this.tick(), this.intervalMs);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.inFlight;
+  async release(jobId: string): Promise<void> {
+    this.held.delete(jobId);
+    if (this.held.size === 0 && this.timer !== undefined) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+    const flight = this.inFlight;
+    if (flight?.ids.has(jobId) === true) await flight.done;
+  }
+
+  private tick(): void {
+    if (this.inFlight !== undefined || this.held.size === 0) return;
+    const ids = new Set(this.held);
+    const done = this.renew([...ids])
+      .catch(() => undefined)
+      .finally(() => {
+        this.inFlight = undefined;
+      });
+    this.inFlight = { ids, done };
   }
 }

@@ -2,7 +2,7 @@ import { loadConfigOrExit } from '../shared/process';
 import { redactUrl } from '../shared/config';
 import { createLogger } from '../shared/logger';
 import { Registry } from 'prom-client';
-import { openMongo } from '../shared/mongo';
+import { groupCommitMetric, openMongo } from '../shared/mongo';
 import { HandlerRegistry } from '../shared/registry';
 import { MongoJobStore } from '../shared/store';
 import { ApiKeysError, ApiKeysFile } from './auth';
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     metrics: metricsRegistry,
   });
   mongo.ready.catch((err: Error) => logger.info({ err: err.message }, 'stopped connecting to MongoDB'));
-  const store = new MongoJobStore(mongo.db);
+  const store = new MongoJobStore(mongo.db, config.groupCommit, groupCommitMetric(metricsRegistry));
   const registry = HandlerRegistry.create({ enableTestHandlers: config.enableTestHandlers });
   const metrics = new ProducerMetrics(store, { defaultMetrics: true, registry: metricsRegistry });
   const app = buildApp({
@@ -101,6 +101,7 @@ async function main(): Promise<void> {
         await metricsApp.close();
         keys?.stop();
         await sweeper.stop();
+        await store.drain();
         await publisher.close();
         await mongo.client.close();
         logger.info('stopped');

@@ -33,6 +33,8 @@ export interface CommonConfig {
   readonly host: string;
   readonly port: number;
   readonly enableTestHandlers: boolean;
+  /** How concurrent single-document writes share one MongoDB round trip (`GROUP_COMMIT_*`). */
+  readonly groupCommit: { readonly maxSize: number; readonly maxWaitMs: number };
 }
 
 export class EnvReader {
@@ -189,6 +191,12 @@ function parseMongoUrl(reader: EnvReader, password: string | undefined): { url: 
   return { url: `${scheme}${userinfo}${hosts}/${encodeURIComponent(database)}${query}`, database };
 }
 
+/**
+ * Defaults of the group commit settings, from the benchmark (BENCHMARKS.md, "Group commit"); the model's defaults
+ * are the same numbers.
+ */
+export const GROUP_COMMIT_DEFAULTS = { maxSize: 100, maxWaitMs: 2 } as const;
+
 export function readCommonConfig(reader: EnvReader, defaultPort: number): CommonConfig {
   const amqpUrl = parseAmqpUrl(reader, reader.secret('AMQP_PASSWORD'));
   const mongo = parseMongoUrl(reader, reader.secret('MONGO_PASSWORD'));
@@ -206,5 +214,9 @@ export function readCommonConfig(reader: EnvReader, defaultPort: number): Common
     host: reader.string('HOST', '0.0.0.0', { re: /^[A-Za-z0-9.:\-[\]]+$/, expected: 'an IP address or host name' }),
     port: reader.integer('PORT', defaultPort, 1, 65535),
     enableTestHandlers: reader.boolean('ENABLE_TEST_HANDLERS', false),
+    groupCommit: {
+      maxSize: reader.integer('GROUP_COMMIT_MAX_SIZE', GROUP_COMMIT_DEFAULTS.maxSize, 1, 10_000),
+      maxWaitMs: reader.integer('GROUP_COMMIT_MAX_WAIT_MS', GROUP_COMMIT_DEFAULTS.maxWaitMs, 0, 1000),
+    },
   };
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
-import { MongoError, MongoServerError } from 'mongodb';
+import { MongoBulkWriteError, MongoError, MongoServerError } from 'mongodb';
 import { uuidv7 } from './ids';
 
 /**
@@ -132,6 +132,8 @@ const INDEXES = [
   { key: { status: 1, _id: -1 }, name: 'status_id' },
   { key: { owner: 1, _id: -1 }, name: 'owner_id' },
   { key: { status: 1, attempts: 1, _id: 1 }, name: 'outbox' },
+  // A worker's group-committed claim reads back its running jobs by lease owner (consumer/claims.ts).
+  { key: { leaseOwner: 1 }, name: 'lease_owner' },
 ] as const;
 
 /**
@@ -171,6 +173,17 @@ export async function ensureIndexes(db: Db): Promise<void> {
 
 export function isDuplicateKeyError(err: unknown): boolean {
   return err instanceof MongoServerError && err.code === 11000;
+}
+
+/**
+ * Whether an unordered bulk write failed on single documents (a duplicate key, a type error in one update) rather
+ * than as a whole (connection lost, write concern not met, command refused: then nothing can be assumed written).
+ */
+export function isPartialWriteError(err: unknown): err is MongoBulkWriteError {
+  if (!(err instanceof MongoBulkWriteError)) return false;
+  if (err.err !== undefined || err.result.getWriteConcernError() !== undefined) return false;
+  const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+  return errors.length > 0;
 }
 
 /** MongoDB could not be reached or answered with an error that is not the caller's fault. */

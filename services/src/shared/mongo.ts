@@ -26,6 +26,21 @@ function observeCommands(client: MongoClient, registry: Registry): void {
   );
 }
 
+/**
+ * `mongodb_group_commit_batch_size{kind}`: how many callers shared each round trip of a kind (insert, publication,
+ * claim, outcome, renewal). Its sum ÷ count is the mean batch; a mean of 1 under load means batching is not working.
+ */
+export function groupCommitMetric(registry: Registry): (kind: string, size: number) => void {
+  const histogram = new Histogram({
+    name: 'mongodb_group_commit_batch_size',
+    help: 'Writes that shared one MongoDB round trip (group commit), by kind',
+    labelNames: ['kind'],
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [registry],
+  });
+  return (kind, size) => histogram.observe({ kind }, size);
+}
+
 export interface MongoOptions {
   /** Where to register the command-duration histogram (turns on the driver's command monitoring). */
   readonly metrics?: Registry;

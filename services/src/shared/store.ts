@@ -1,4 +1,5 @@
-import { type Collection, type Db, type Filter } from 'mongodb';
+import { type Collection, type Db, type Filter, type OptionalUnlessRequiredId } from 'mongodb';
+import { GroupCommit, NO_GROUP_COMMIT, settle, type GroupCommitOptions, type Settled } from './group-commit';
 import {
   isDuplicateKeyError,
   jobsCollection,
@@ -8,6 +9,7 @@ import {
   type JobDocument,
   type JobStatus,
   type PublicationDocument,
+  isPartialWriteError,
 } from './jobs';
 
 export interface ListJobsQuery {
@@ -42,25 +44,104 @@ export interface JobStore {
   ping(): Promise<void>;
 }
 
+/** Unordered `insertMany`: false when every document was written, true when some single write failed. */
+async function insertManyFailed<T extends { _id: string }>(
+  collection: Collection<T>,
+  docs: readonly T[],
+): Promise<boolean> {
+  try {
+    await collection.insertMany(docs as OptionalUnlessRequiredId<T>[], { ordered: false });
+    return false;
+  } catch (err) {
+    if (!isPartialWriteError(err)) throw err;
+    return true;
+  }
+}
+
 export class MongoJobStore implements JobStore {
   private readonly jobs: Collection<JobDocument>;
   private readonly publications: Collection<PublicationDocument>;
+  private readonly inserts: GroupCommit<JobDocument, 'inserted' | 'duplicate'>;
+  private readonly confirms: GroupCommit<PublicationDocument, void>;
 
-  constructor(private readonly db: Db) {
+  /**
+   * @param groupCommit how concurrent inserts (and, separately, publication records) share one `insertMany`.
+   * @param onBatch called with the kind and size of every batch sent (metrics).
+   */
+  constructor(
+    private readonly db: Db,
+    groupCommit: GroupCommitOptions = NO_GROUP_COMMIT,
+    onBatch?: (kind: 'insert' | 'publication', size: number) => void,
+  ) {
     this.jobs = jobsCollection(db);
     this.publications = publicationsCollection(db);
+    this.inserts = new GroupCommit(
+      (docs) => this.insertBatch(docs),
+      groupCommit,
+      (n) => onBatch?.('insert', n),
+    );
+    this.confirms = new GroupCommit(
+      (docs) => this.publicationBatch(docs),
+      groupCommit,
+      (n) => onBatch?.('publication', n),
+    );
   }
 
-  async insert(doc: JobDocument): Promise<'inserted' | 'duplicate'> {
-    return storeCall(async () => {
-      try {
-        await this.jobs.insertOne(doc);
-        return 'inserted';
-      } catch (err) {
-        if (isDuplicateKeyError(err)) return 'duplicate';
-        throw err;
-      }
-    });
+  insert(doc: JobDocument): Promise<'inserted' | 'duplicate'> {
+    return this.inserts.submit(doc);
+  }
+
+  /**
+   * One unordered `insertMany`. After a write error of any document (a reused idempotency key, usually), which
+   * documents landed is read back rather than taken from the error's indexes, which FerretDB 1.24 does not always
+   * get right: a job id is new, so a stored job with it is this insert's; the others are inserted again alone, so
+   * each caller gets its own answer (`duplicate` for a reused key, 503 for another write error) and no other
+   * caller's insert fails or is written twice.
+   */
+  private async insertBatch(docs: readonly JobDocument[]): Promise<Settled<'inserted' | 'duplicate'>[]> {
+    const failed = await storeCall(() => insertManyFailed(this.jobs, docs));
+    if (!failed) return docs.map(() => ({ ok: true, value: 'inserted' }) as const);
+    return Promise.all(
+      docs.map(async (doc): Promise<Settled<'inserted' | 'duplicate'>> => {
+        const found = await settle(this.jobs.findOne({ _id: doc._id }, { projection: { _id: 1 } }));
+        if (!found.ok) return found;
+        if (found.value !== null) return { ok: true, value: 'inserted' };
+        return settle(this.insertOne(doc));
+      }),
+    );
+  }
+
+  private async insertOne(doc: JobDocument): Promise<'inserted' | 'duplicate'> {
+    try {
+      await this.jobs.insertOne(doc);
+      return 'inserted';
+    } catch (err) {
+      if (isDuplicateKeyError(err)) return 'duplicate';
+      throw err;
+    }
+  }
+
+  /** Publication records of one confirm batch: one unordered `insertMany`; a record that exists already is fine. */
+  private async publicationBatch(docs: readonly PublicationDocument[]): Promise<Settled<void>[]> {
+    const failed = await storeCall(() => insertManyFailed(this.publications, docs));
+    if (!failed) return docs.map(() => ({ ok: true, value: undefined }) as const);
+    return Promise.all(
+      docs.map((doc) =>
+        settle(
+          this.publications.insertOne(doc).then(
+            () => undefined,
+            (err: unknown) => {
+              if (!isDuplicateKeyError(err)) throw err;
+            },
+          ),
+        ),
+      ),
+    );
+  }
+
+  /** Waits for every batch already submitted (shutdown). */
+  async drain(): Promise<void> {
+    await Promise.all([this.inserts.drain(), this.confirms.drain()]);
   }
 
   findById(id: string): Promise<JobDocument | null> {
@@ -79,14 +160,8 @@ export class MongoJobStore implements JobStore {
     return storeCall(() => this.jobs.find(filter).sort({ _id: -1 }).limit(query.limit).toArray());
   }
 
-  async markPublished(id: string, at: Date): Promise<void> {
-    await storeCall(async () => {
-      try {
-        await this.publications.insertOne({ _id: id, at });
-      } catch (err) {
-        if (!isDuplicateKeyError(err)) throw err;
-      }
-    });
+  markPublished(id: string, at: Date): Promise<void> {
+    return this.confirms.submit({ _id: id, at });
   }
 
   async findUnpublished(

@@ -40,7 +40,20 @@ describe('producer configuration', () => {
       apiKeysReloadIntervalMs: 5000,
       metricsPort: 9464,
       rateLimit: { ratePerSecond: 50, burst: 100 },
+      groupCommit: { maxSize: 100, maxWaitMs: 2 },
     });
+  });
+
+  it('reads the group commit bounds, 1 and 0 turning batching and waiting off, and rejects others', () => {
+    expect(
+      loadProducerConfig({ ...base, GROUP_COMMIT_MAX_SIZE: '1', GROUP_COMMIT_MAX_WAIT_MS: '0' }).groupCommit,
+    ).toEqual({ maxSize: 1, maxWaitMs: 0 });
+    expect(
+      problems(() => loadConsumerConfig({ ...base, GROUP_COMMIT_MAX_SIZE: '0', GROUP_COMMIT_MAX_WAIT_MS: '1.5' })),
+    ).toEqual([
+      'GROUP_COMMIT_MAX_SIZE: got "0", expected an integer between 1 and 10000',
+      'GROUP_COMMIT_MAX_WAIT_MS: got "1.5", expected an integer between 0 and 1000',
+    ]);
   });
 
   it('requires API_KEYS_FILE unless authentication is switched off explicitly, and checks the limits', () => {
@@ -141,6 +154,7 @@ describe('consumer configuration', () => {
       leaseSeconds: 60,
       drainTimeoutSeconds: 25,
       enableTestHandlers: false,
+      groupCommit: { maxSize: 100, maxWaitMs: 2 },
     });
   });
 
