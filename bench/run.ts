@@ -54,6 +54,7 @@ const OPTIONS = {
   db: { type: 'string' },
   'backlog-jobs': { type: 'string' },
   'no-memory-limit': { type: 'boolean', default: false },
+  'group-commit': { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -92,6 +93,10 @@ Options:
                    Run the producer and consumer without the memory limit of their prod containers
                    (by default each runs in a memory cgroup with that limit, when this machine has one
                    it may write: Node sizes its heap from it, as in the container)
+  --group-commit <maxSize>,<maxWaitMs>
+                   The services' group commit bounds (GROUP_COMMIT_MAX_SIZE, GROUP_COMMIT_MAX_WAIT_MS;
+                   default: the services' defaults). 1,0 sends every write alone, as before group commit.
+                   Results are named …-gc<maxSize>-<maxWaitMs>, and BENCHMARKS.md is not rewritten
   --no-doc         Do not rewrite BENCHMARKS.md even after a full run
   -h, --help       Show this help`;
 
@@ -169,6 +174,14 @@ async function main(): Promise<void> {
     throw new UsageError(
       `--backlog-jobs: got ${JSON.stringify(backlogJobs)}, expected a whole number from 1 to 99999999`,
     );
+  const groupCommit = values['group-commit'];
+  const gc = groupCommit === undefined ? undefined : /^([1-9]\d{0,4}),(\d{1,4})$/.exec(groupCommit);
+  if (gc === null || (gc !== undefined && (Number(gc[1]) > 10_000 || Number(gc[2]) > 1000)))
+    throw new UsageError(
+      `--group-commit: got ${JSON.stringify(groupCommit)}, expected <maxSize>,<maxWaitMs> with maxSize 1 to 10000 and maxWaitMs 0 to 1000 (e.g. 1,0 or 100,2)`,
+    );
+  const serviceEnv: Record<string, string> =
+    gc === undefined ? {} : { GROUP_COMMIT_MAX_SIZE: gc[1] ?? '', GROUP_COMMIT_MAX_WAIT_MS: gc[2] ?? '' };
   const sizes = {
     ...sizesFor(quick, backend),
     ...(backlogJobs !== undefined ? { backlogJobs: Number(backlogJobs) } : {}),
@@ -187,6 +200,10 @@ async function main(): Promise<void> {
     sizes,
     parts: [...parts],
     durationS: 0,
+    groupCommit:
+      gc === undefined
+        ? "the services' defaults (GROUP_COMMIT_MAX_SIZE=100, GROUP_COMMIT_MAX_WAIT_MS=2)"
+        : `GROUP_COMMIT_MAX_SIZE=${gc[1]}, GROUP_COMMIT_MAX_WAIT_MS=${gc[2]}${gc[1] === '1' ? ' (every write alone, as before group commit)' : ''}`,
   };
   try {
     if (parts.has('synth')) results.synth = await runSynthBench({ quick, workDir: base, log });
@@ -206,6 +223,7 @@ async function main(): Promise<void> {
         servers: { rabbit, mongo, redis },
         dbPrefix: `ajb${Date.now().toString(36)}-`,
         log,
+        serviceEnv,
       };
       log(`servers up; database: ${mongo.label}`);
       if (parts.has('accept')) results.accept = await runAccept(ctx);
@@ -232,11 +250,12 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   // A run of some parts gets its own name, so it never overwrites the day's full results.
   const some = values.only === undefined ? '' : `-${PARTS.filter((p) => parts.has(p)).join('-')}`;
-  const stem = `${results.date.slice(0, 10)}${quick ? '-quick' : ''}${some}`;
+  const gcName = gc === undefined ? '' : `-gc${gc[1]}-${gc[2]}`;
+  const stem = `${results.date.slice(0, 10)}${quick ? '-quick' : ''}${some}${gcName}`;
   writeFileSync(join(dir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(dir, `${stem}.md`), `${md}\n`);
   log(`wrote bench/results/${stem}.json and .md`);
-  if (!quick && parts.size === PARTS.length && !values['no-doc']) {
+  if (!quick && parts.size === PARTS.length && !values['no-doc'] && gc === undefined) {
     const doc = join(REPO_ROOT, 'BENCHMARKS.md');
     const start = '<!-- bench:results:start -->';
     const end = '<!-- bench:results:end -->';

@@ -101,6 +101,8 @@ export interface Ctx {
   /** Prefixed to every database name, so runs against a shared MongoDB never meet (and can be dropped after). */
   readonly dbPrefix: string;
   readonly log: (line: string) => void;
+  /** `GROUP_COMMIT_*` for every service process (`--group-commit`); empty: the services' defaults. */
+  readonly serviceEnv: Readonly<Record<string, string>>;
 }
 
 /** Every database name this run used, for dropping them from an external MongoDB afterwards. */
@@ -129,6 +131,7 @@ function serviceEnv(ctx: Ctx, name: string, extra: Record<string, string> = {}, 
     AMQP_URL: ctx.servers.rabbit.url,
     MONGO_URL: withDatabase(ctx.servers.mongo.url, dbName(ctx, db)),
     QUEUE_PREFIX: name,
+    ...ctx.serviceEnv,
     ...extra,
   };
 }
@@ -180,6 +183,14 @@ async function dbSeconds(procs: readonly ServiceProcess[]): Promise<number> {
   return sums.reduce((a, b) => a + b, 0);
 }
 
+/** MongoDB round trips the processes made so far (every command, from driver command monitoring). */
+async function dbRoundTrips(procs: readonly ServiceProcess[]): Promise<number> {
+  const counts = await Promise.all(
+    procs.map((p) => scrapeCounter(p.metricsUrl, 'mongodb_command_duration_seconds_count', {})),
+  );
+  return counts.reduce((a, b) => a + b, 0);
+}
+
 function succeeded(consumers: readonly ServiceProcess[]): () => Promise<number> {
   return async () => {
     const counts = await Promise.all(
@@ -228,6 +239,8 @@ export interface AcceptResults {
     readonly publishConfirmMeanMs: number;
     /** MongoDB round-trip time per POST /v1/jobs (every command the producer sent, ÷ requests). */
     readonly dbMsPerRequest: number;
+    /** MongoDB round trips per POST /v1/jobs (every command the producer sent, ÷ requests). */
+    readonly dbRoundTripsPerRequest: number;
   };
 }
 
@@ -358,6 +371,9 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
       dbMsPerRequest:
         ((await dbSeconds([producer])) * 1000) /
         Math.max(1, await scrapeCounter(metricsUrl, 'http_request_duration_seconds_count', { route: '/v1/jobs' })),
+      dbRoundTripsPerRequest:
+        (await dbRoundTrips([producer])) /
+        Math.max(1, await scrapeCounter(metricsUrl, 'http_request_duration_seconds_count', { route: '/v1/jobs' })),
     };
     return {
       connections: CONNECTIONS,
@@ -429,6 +445,8 @@ export interface PipelineResults {
   readonly bullmq: PipelineSystem;
   readonly vsAmqp: Summary;
   readonly vsBullmq: Summary;
+  /** MongoDB round trips of the producer and the consumer together per job, over the saturation runs. */
+  readonly dbRoundTripsPerJob: number;
 }
 
 interface Batch {
@@ -534,8 +552,11 @@ export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
     await amqpBatch(ch, amqpWorker, 1000, undefined);
     await bullBatch(queue, bullWorker, 500, undefined);
     const sat = { s: [] as Batch[], a: [] as Batch[], b: [] as Batch[] };
+    let roundTrips = 0;
     for (let r = 0; r < sizes.reps; r++) {
+      const rt0 = await dbRoundTrips([producer, consumer]);
       sat.s.push(await servicesBatch(ctx, producer, consumer, sizes.pipelineJobs, undefined, `sat${r}`));
+      roundTrips += (await dbRoundTrips([producer, consumer])) - rt0;
       sat.a.push(await amqpBatch(ch, amqpWorker, sizes.rawJobs, undefined));
       sat.b.push(await bullBatch(queue, bullWorker, sizes.bullJobs, undefined));
       log(
@@ -568,6 +589,7 @@ export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
         sat.s.map((b) => b.jobsPerSecond),
         sat.b.map((b) => b.jobsPerSecond),
       ),
+      dbRoundTripsPerJob: roundTrips / Math.max(1, sizes.reps * sizes.pipelineJobs),
     };
   } finally {
     await bullWorker.stop();
@@ -646,6 +668,8 @@ interface Drain {
   readonly seconds: number;
   /** The consumers' MongoDB round-trip time per job during the drain (driver command monitoring). */
   readonly dbMsPerJob: number;
+  /** The consumers' MongoDB round trips per job during the drain. */
+  readonly dbRoundTripsPerJob: number;
 }
 
 async function drain(
@@ -667,11 +691,13 @@ async function drain(
   try {
     const read = succeeded(procs);
     const db0 = await dbSeconds(procs);
+    const rt0 = await dbRoundTrips(procs);
     const c0 = await read();
     const t0 = Date.now();
     const t1 = await waitForCount(read, jobs, 120_000 + jobs * 500, 200);
     const seconds = (t1 - t0) / 1000;
     const dbMsPerJob = (((await dbSeconds(procs)) - db0) * 1000) / Math.max(1, jobs - c0);
+    const dbRoundTripsPerJob = ((await dbRoundTrips(procs)) - rt0) / Math.max(1, jobs - c0);
     const memory = samplers.map((s) => s.stop());
     return {
       jobsPerSecond: (jobs - c0) / seconds,
@@ -684,6 +710,7 @@ async function drain(
       }),
       seconds,
       dbMsPerJob,
+      dbRoundTripsPerJob,
     };
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
@@ -700,6 +727,7 @@ export interface BacklogResults {
     readonly consumers: number;
     readonly jobsPerSecond: Summary;
     readonly dbMsPerJob: Summary;
+    readonly dbRoundTripsPerJob: Summary;
     /** Over every consumer process of every repetition. */
     readonly readyRssMiB: Summary;
     readonly medianRssMiB: Summary;
@@ -726,7 +754,7 @@ export async function runBacklog(ctx: Ctx): Promise<BacklogResults> {
       );
       const d = await drain(ctx, name, ctx.sizes.backlogJobs, consumers, { PREFETCH: '10', CONCURRENCY: '10' }, [], db);
       ctx.log(
-        `backlog rep ${rep + 1}: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, ${d.dbMsPerJob.toFixed(2)} ms in MongoDB per job, RSS median ${d.medianRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB, peak ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
+        `backlog rep ${rep + 1}: ${consumers} consumer(s) drained at ${d.jobsPerSecond.toFixed(0)} jobs/s, ${d.dbMsPerJob.toFixed(2)} ms in MongoDB per job (${d.dbRoundTripsPerJob.toFixed(2)} round trips), RSS median ${d.medianRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB, peak ${d.peakRssMiB.map((m) => m.toFixed(0)).join(', ')} MiB`,
       );
       runs.push({ consumers, rep, ...d });
     }
@@ -743,6 +771,7 @@ export async function runBacklog(ctx: Ctx): Promise<BacklogResults> {
         consumers,
         jobsPerSecond: summarize(rs.map((r) => r.jobsPerSecond)),
         dbMsPerJob: summarize(rs.map((r) => r.dbMsPerJob)),
+        dbRoundTripsPerJob: summarize(rs.map((r) => r.dbRoundTripsPerJob)),
         readyRssMiB: summarize(rs.flatMap((r) => r.readyRssMiB)),
         medianRssMiB: summarize(rs.flatMap((r) => r.medianRssMiB)),
         peakRssMiB: summarize(rs.flatMap((r) => r.peakRssMiB)),

@@ -28,6 +28,8 @@ export interface Results {
   };
   /** How the producer and consumer processes were limited, e.g. "each in a memory cgroup of 512 MiB …". */
   serviceMemory: string;
+  /** The services' group commit bounds, e.g. "services' defaults" or "GROUP_COMMIT_MAX_SIZE=1, …". */
+  groupCommit?: string;
   sizes: Sizes;
   parts: readonly string[];
   durationS: number;
@@ -136,7 +138,7 @@ function acceptSection(a: AcceptResults): string {
       ],
     ),
     '',
-    `Producer /metrics over the whole part: mean request ${a.producerMetrics.httpMeanMs.toFixed(2)} ms, of which MongoDB round trips ${a.producerMetrics.dbMsPerRequest.toFixed(2)} ms ` +
+    `Producer /metrics over the whole part: mean request ${a.producerMetrics.httpMeanMs.toFixed(2)} ms, of which MongoDB round trips ${a.producerMetrics.dbMsPerRequest.toFixed(2)} ms (${a.producerMetrics.dbRoundTripsPerRequest.toFixed(2)} round trips per request) ` +
       `(${share(a.producerMetrics.dbMsPerRequest, a.producerMetrics.httpMeanMs)}) and publish-to-confirm ${a.producerMetrics.publishConfirmMeanMs.toFixed(2)} ms.`,
   ].join('\n');
 }
@@ -164,6 +166,8 @@ function pipelineSection(p: PipelineResults): string {
     ),
     '',
     `Ratios of saturation throughput: async-jobs / broker ceiling = ${x(p.vsAmqp)}; async-jobs / BullMQ = ${x(p.vsBullmq)}.`,
+    '',
+    `MongoDB round trips per job at saturation (producer and consumer, every command): ${p.dbRoundTripsPerJob.toFixed(2)}.`,
   ].join('\n');
 }
 
@@ -180,6 +184,7 @@ function backlogSection(b: BacklogResults): string {
         'Consumers',
         'jobs/s',
         'MongoDB ms per job',
+        'MongoDB round trips per job',
         'RSS when ready, MiB',
         'RSS median, MiB',
         'RSS peak, MiB',
@@ -190,6 +195,7 @@ function backlogSection(b: BacklogResults): string {
         String(c.consumers),
         fmt(c.jobsPerSecond),
         fmt(c.dbMsPerJob, 2),
+        fmt(c.dbRoundTripsPerJob, 2),
         fmt(c.readyRssMiB, 0),
         fmt(c.medianRssMiB, 0),
         fmt(c.peakRssMiB, 0),
@@ -270,6 +276,7 @@ export function renderMarkdown(r: Results): string {
       `Every server and process on this one machine. Run time ${(r.durationS / 60).toFixed(1)} min.`,
     '',
     `Services' memory: ${r.serviceMemory}.`,
+    `Group commit: ${r.groupCommit ?? "the services' defaults"}.`,
   ];
   if (r.synth) parts.push('', synthSection(r.synth));
   if (r.accept) parts.push('', acceptSection(r.accept));
