@@ -42,6 +42,23 @@ export interface IngressTlsProps {
   readonly clusterIssuer?: string;
 }
 
+/**
+ * Group commit: how a service's concurrent MongoDB writes share one round trip (the producer's inserts and
+ * publication records; the consumer's claims, outcomes and lease renewals). A batch goes out at once when none
+ * is in flight, so a lone write never waits; under load, writes that arrive while one batch is in flight go out
+ * together when it returns, when `maxBatchSize` are waiting, or after `maxWaitMs`.
+ * @see BENCHMARKS.md (how the defaults were chosen)
+ */
+export interface GroupCommitProps {
+  /** Most writes in one round trip; 1 sends every write alone. Integer, 1–10000. @default 100 */
+  readonly maxBatchSize?: number;
+  /**
+   * Longest, in milliseconds, a write waits behind a batch in flight before its own batch goes out anyway.
+   * Integer, 0–1000. @default 2
+   */
+  readonly maxWaitMs?: number;
+}
+
 /** Props of {@link ProducerApi}. */
 export interface ProducerApiProps extends WorkloadProps {
   /** The HTTP port inside the container. @default 8080 */
@@ -62,6 +79,8 @@ export interface ProducerApiProps extends WorkloadProps {
   readonly authentication?: ProducerAuth;
   /** Port of the producer's `/metrics` listener, never published nor routed by the Ingress. @default 9464 */
   readonly metricsPort?: number;
+  /** How concurrent submissions share MongoDB round trips. @default { maxBatchSize: 100, maxWaitMs: 2 } */
+  readonly groupCommit?: GroupCommitProps;
 }
 
 /** The HTTP API that accepts jobs, stores them and publishes them. */
@@ -92,6 +111,8 @@ export interface ConsumerWorkersProps extends WorkloadProps {
   readonly port?: number;
   /** Enable the always-failing test handlers. @default false */
   readonly enableTestHandlers?: boolean;
+  /** How the claims and results of deliveries that arrive together share MongoDB round trips. @default { maxBatchSize: 100, maxWaitMs: 2 } */
+  readonly groupCommit?: GroupCommitProps;
 }
 
 /** Workers that claim jobs, run their handlers and record results. */

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { ConsumerWorkers } from './components';
+import type { ConsumerWorkers, GroupCommitProps } from './components';
 import { ProducerAuth, QueueType } from './components';
 import { contentTag } from './content-tag';
 import type { HealthCheckProps } from './health';
@@ -40,6 +40,8 @@ export const DEFAULTS = {
   bodyLimitBytes: 65536,
   outboxRepublishAfter: Duration.seconds(5),
   prefetch: 10,
+  /** The services' own defaults (services/src/shared/config.ts), chosen from the benchmark. */
+  groupCommit: { maxBatchSize: 100, maxWaitMs: 2 },
   maxAttempts: 5,
   retryBaseDelay: Duration.seconds(1),
   retryMaxDelay: Duration.seconds(60),
@@ -117,6 +119,14 @@ function health(props: HealthCheckProps, http: ResolvedHealthCheck['http']): Res
 }
 
 /** Resolves a model into the form every renderer reads. Never throws: problems are left for `validate`. */
+/** `GROUP_COMMIT_*` of a producer or consumer (services/src/shared/config.ts reads them). */
+function groupCommitEnv(gc: GroupCommitProps | undefined): Record<string, string> {
+  return {
+    GROUP_COMMIT_MAX_SIZE: String(gc?.maxBatchSize ?? DEFAULTS.groupCommit.maxBatchSize),
+    GROUP_COMMIT_MAX_WAIT_MS: String(gc?.maxWaitMs ?? DEFAULTS.groupCommit.maxWaitMs),
+  };
+}
+
 export function resolve(system: JobSystem, options: ResolveOptions = {}): ResolvedSystem {
   const repoRoot = options.repoRoot ?? process.cwd();
   const imageTag = options.imageTag ?? ((context: string, salt: string) => contentTag(join(repoRoot, context), salt));
@@ -344,6 +354,7 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
       // The producer accepts exactly the job types some consumer runs, test handlers included.
       ENABLE_TEST_HANDLERS: String(system.consumers.some((c) => c.props.enableTestHandlers ?? false)),
       METRICS_PORT: String(producer.props.metricsPort ?? DEFAULTS.producerMetricsPort),
+      ...groupCommitEnv(producer.props.groupCommit),
       ...(apiKeysSecret === null ? { AUTH_DISABLED: 'true' } : {}),
     },
     secrets: [
@@ -379,6 +390,7 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
         LEASE_SECONDS: String((c.lease ?? DEFAULTS.lease).seconds),
         DRAIN_TIMEOUT_SECONDS: String(drain.seconds),
         ENABLE_TEST_HANDLERS: String(c.enableTestHandlers ?? false),
+        ...groupCommitEnv(c.groupCommit),
       },
       secrets: connectionSecrets,
       volumeMounts: [],

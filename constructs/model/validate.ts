@@ -276,6 +276,11 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
   checkTmpfsSize(c, s);
   checkInteger(c, p, 'terminationGracePeriod', s.terminationGracePeriodSeconds, 0);
 
+  if (s.kind === 'producer' || s.kind === 'consumer') {
+    checkInteger(c, p, 'groupCommit.maxBatchSize', Number(envValue(s, 'GROUP_COMMIT_MAX_SIZE')), 1, 10_000);
+    checkInteger(c, p, 'groupCommit.maxWaitMs', Number(envValue(s, 'GROUP_COMMIT_MAX_WAIT_MS')), 0, 1000);
+  }
+
   if (s.kind === 'consumer') {
     const prefetch = Number(envValue(s, 'PREFETCH'));
     const concurrency = Number(envValue(s, 'CONCURRENCY'));

@@ -42,10 +42,26 @@ describe('model defaults', () => {
     expect(env.MONGO_URL).toBe('mongodb://app@mongo:27017/jobs?authSource=admin');
     expect(env.PREFETCH).toBe('10');
     expect(env.CONCURRENCY).toBe('10');
+    expect([env.GROUP_COMMIT_MAX_SIZE, env.GROUP_COMMIT_MAX_WAIT_MS]).toEqual(['100', '2']);
     expect(consumer.secrets).toEqual([
       { secret: 'mongo-password', fileEnv: 'MONGO_PASSWORD_FILE', path: '/run/secrets/mongo-password' },
       { secret: 'rabbitmq-password', fileEnv: 'AMQP_PASSWORD_FILE', path: '/run/secrets/rabbitmq-password' },
     ]);
+  });
+
+  test('group commit bounds reach both services as the GROUP_COMMIT_* variables the services read', () => {
+    const system = new JobSystem(undefined, 'test', {
+      producer: { groupCommit: { maxBatchSize: 1, maxWaitMs: 0 } },
+      consumer: { groupCommit: { maxWaitMs: 5 } },
+    });
+    const env = (name: string): Record<string, string> =>
+      Object.fromEntries(
+        resolve(system, tag)
+          .services.find((s) => s.name === name)!
+          .env.map((e) => [e.name, e.value]),
+      );
+    expect(env('producer')).toMatchObject({ GROUP_COMMIT_MAX_SIZE: '1', GROUP_COMMIT_MAX_WAIT_MS: '0' });
+    expect(env('consumer')).toMatchObject({ GROUP_COMMIT_MAX_SIZE: '100', GROUP_COMMIT_MAX_WAIT_MS: '5' });
   });
 
   test('built images get a content tag and a local name when no repository is given', () => {

@@ -179,6 +179,20 @@ describe('validation', () => {
     ]);
   });
 
+  test('group commit bounds are integers in range, named by their model path', () => {
+    expect(
+      errorsOf({
+        producer: { groupCommit: { maxBatchSize: 0 } },
+        consumer: { groupCommit: { maxBatchSize: 20_000, maxWaitMs: 1.5 } },
+      }),
+    ).toEqual([
+      '[test/producer] groupCommit.maxBatchSize: got 0, expected an integer from 1 to 10000',
+      '[test/consumer] groupCommit.maxBatchSize: got 20000, expected an integer from 1 to 10000',
+      '[test/consumer] groupCommit.maxWaitMs: got 1.5, expected an integer from 0 to 1000',
+    ]);
+    expect(errorsOf({ producer: { groupCommit: { maxBatchSize: 1, maxWaitMs: 0 } } })).toEqual([]);
+  });
+
   test('prefetch must be at least the worker concurrency', () => {
     expect(errorsOf({ consumer: { prefetch: 5, concurrency: 10 } })).toEqual([
       '[test/consumer] prefetch: got 5, expected at least the worker concurrency (10) so every worker slot can hold a delivery',
