@@ -15,11 +15,13 @@ import {
   WorkerChild,
   type HttpLoad,
 } from './lib/load.js';
+import { cpuMsPer, cpuSeconds } from './lib/cpu.js';
 import { summarizeProfile, type ProfileSummary } from './lib/profile.js';
 import {
   BENCH_ROOT,
   freePort,
   launch,
+  pidsOf,
   readMemory,
   sampleMemory,
   startService,
@@ -191,6 +193,11 @@ async function dbRoundTrips(procs: readonly ServiceProcess[]): Promise<number> {
   return counts.reduce((a, b) => a + b, 0);
 }
 
+/** Root pids of the servers, by name, for {@link cpuSeconds}. */
+function serverPids(ctx: Ctx): Record<string, readonly number[]> {
+  return { rabbitmq: pidsOf(ctx.servers.rabbit), ...ctx.servers.mongo.pids };
+}
+
 function succeeded(consumers: readonly ServiceProcess[]): () => Promise<number> {
   return async () => {
     const counts = await Promise.all(
@@ -242,6 +249,8 @@ export interface AcceptResults {
     /** MongoDB round trips per POST /v1/jobs (every command the producer sent, ÷ requests). */
     readonly dbRoundTripsPerRequest: number;
   };
+  /** CPU ms per accepted request of the producer and each server at saturation, medians over the repetitions. */
+  readonly cpuMsPerRequest: Readonly<Record<string, number>>;
 }
 
 async function startConstant(ctx: Ctx): Promise<{ url: string; stop(): Promise<void> }> {
@@ -293,11 +302,17 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
     const prod: HttpLoad[] = [];
     const cons: HttpLoad[] = [];
     const auth: HttpLoad[] = [];
+    const acceptGroups = { producer: [producer.pid], ...serverPids(ctx) };
+    const acceptCpu: Record<string, number[]> = {};
     for (let r = 0; r < sizes.reps; r++) {
       cons.push(await postJobs(constant.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `c${r}` }));
       // Alternating order: the second run of a pair meets the database still settling the first one's writes.
       const runProd = async (): Promise<void> => {
-        prod.push(await postJobs(producer.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `s${r}` }));
+        const cpu0 = cpuSeconds(acceptGroups);
+        const load = await postJobs(producer.url, { connections: CONNECTIONS, durationS: d, keyPrefix: `s${r}` });
+        prod.push(load);
+        for (const [k, v] of Object.entries(cpuMsPer(cpu0, cpuSeconds(acceptGroups), load.ok)))
+          acceptCpu[k] = [...(acceptCpu[k] ?? []), v];
       };
       const runAuth = async (): Promise<void> => {
         auth.push(
@@ -410,6 +425,7 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
         constantP99Ms: summarize(hc.map((p) => p.p99Ms)),
       },
       producerMetrics,
+      cpuMsPerRequest: Object.fromEntries(Object.entries(acceptCpu).map(([k, v]) => [k, summarize(v).median])),
     };
   } finally {
     await producer.stop();
@@ -447,6 +463,8 @@ export interface PipelineResults {
   readonly vsBullmq: Summary;
   /** MongoDB round trips of the producer and the consumer together per job, over the saturation runs. */
   readonly dbRoundTripsPerJob: number;
+  /** CPU ms per job of each process (tree) over the saturation runs: where a job's time goes. */
+  readonly cpuMsPerJob: Readonly<Record<string, number>>;
 }
 
 interface Batch {
@@ -553,9 +571,14 @@ export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
     await bullBatch(queue, bullWorker, 500, undefined);
     const sat = { s: [] as Batch[], a: [] as Batch[], b: [] as Batch[] };
     let roundTrips = 0;
+    const groups = { producer: [producer.pid], consumer: [consumer.pid], ...serverPids(ctx) };
+    const cpu: Record<string, number> = {};
     for (let r = 0; r < sizes.reps; r++) {
       const rt0 = await dbRoundTrips([producer, consumer]);
+      const cpu0 = cpuSeconds(groups);
       sat.s.push(await servicesBatch(ctx, producer, consumer, sizes.pipelineJobs, undefined, `sat${r}`));
+      for (const [k, v] of Object.entries(cpuMsPer(cpu0, cpuSeconds(groups), sizes.reps * sizes.pipelineJobs)))
+        cpu[k] = (cpu[k] ?? 0) + v;
       roundTrips += (await dbRoundTrips([producer, consumer])) - rt0;
       sat.a.push(await amqpBatch(ch, amqpWorker, sizes.rawJobs, undefined));
       sat.b.push(await bullBatch(queue, bullWorker, sizes.bullJobs, undefined));
@@ -590,6 +613,7 @@ export async function runPipeline(ctx: Ctx): Promise<PipelineResults> {
         sat.b.map((b) => b.jobsPerSecond),
       ),
       dbRoundTripsPerJob: roundTrips / Math.max(1, sizes.reps * sizes.pipelineJobs),
+      cpuMsPerJob: cpu,
     };
   } finally {
     await bullWorker.stop();
@@ -670,6 +694,8 @@ interface Drain {
   readonly dbMsPerJob: number;
   /** The consumers' MongoDB round trips per job during the drain. */
   readonly dbRoundTripsPerJob: number;
+  /** CPU ms per job of the consumers and each server during the drain. */
+  readonly cpuMsPerJob: Readonly<Record<string, number>>;
 }
 
 async function drain(
@@ -692,12 +718,15 @@ async function drain(
     const read = succeeded(procs);
     const db0 = await dbSeconds(procs);
     const rt0 = await dbRoundTrips(procs);
+    const groups = { consumer: procs.map((p) => p.pid), ...serverPids(ctx) };
+    const cpu0 = cpuSeconds(groups);
     const c0 = await read();
     const t0 = Date.now();
     const t1 = await waitForCount(read, jobs, 120_000 + jobs * 500, 200);
     const seconds = (t1 - t0) / 1000;
     const dbMsPerJob = (((await dbSeconds(procs)) - db0) * 1000) / Math.max(1, jobs - c0);
     const dbRoundTripsPerJob = ((await dbRoundTrips(procs)) - rt0) / Math.max(1, jobs - c0);
+    const cpuMsPerJob = cpuMsPer(cpu0, cpuSeconds(groups), jobs - c0);
     const memory = samplers.map((s) => s.stop());
     return {
       jobsPerSecond: (jobs - c0) / seconds,
@@ -711,6 +740,7 @@ async function drain(
       seconds,
       dbMsPerJob,
       dbRoundTripsPerJob,
+      cpuMsPerJob,
     };
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
@@ -728,6 +758,8 @@ export interface BacklogResults {
     readonly jobsPerSecond: Summary;
     readonly dbMsPerJob: Summary;
     readonly dbRoundTripsPerJob: Summary;
+    /** CPU ms per job by process, medians over the repetitions. */
+    readonly cpuMsPerJob: Readonly<Record<string, number>>;
     /** Over every consumer process of every repetition. */
     readonly readyRssMiB: Summary;
     readonly medianRssMiB: Summary;
@@ -772,6 +804,9 @@ export async function runBacklog(ctx: Ctx): Promise<BacklogResults> {
         jobsPerSecond: summarize(rs.map((r) => r.jobsPerSecond)),
         dbMsPerJob: summarize(rs.map((r) => r.dbMsPerJob)),
         dbRoundTripsPerJob: summarize(rs.map((r) => r.dbRoundTripsPerJob)),
+        cpuMsPerJob: Object.fromEntries(
+          Object.keys(rs[0]?.cpuMsPerJob ?? {}).map((k) => [k, summarize(rs.map((r) => r.cpuMsPerJob[k] ?? 0)).median]),
+        ),
         readyRssMiB: summarize(rs.flatMap((r) => r.readyRssMiB)),
         medianRssMiB: summarize(rs.flatMap((r) => r.medianRssMiB)),
         peakRssMiB: summarize(rs.flatMap((r) => r.peakRssMiB)),

@@ -140,7 +140,17 @@ function acceptSection(a: AcceptResults): string {
     '',
     `Producer /metrics over the whole part: mean request ${a.producerMetrics.httpMeanMs.toFixed(2)} ms, of which MongoDB round trips ${a.producerMetrics.dbMsPerRequest.toFixed(2)} ms (${a.producerMetrics.dbRoundTripsPerRequest.toFixed(2)} round trips per request) ` +
       `(${share(a.producerMetrics.dbMsPerRequest, a.producerMetrics.httpMeanMs)}) and publish-to-confirm ${a.producerMetrics.publishConfirmMeanMs.toFixed(2)} ms.`,
+    '',
+    `CPU ms per accepted request at saturation, by process (with descendants): ${cpuLine(a.cpuMsPerRequest)}.`,
   ].join('\n');
+}
+
+/** "producer 1.20, ferretdb 2.31, …" CPU ms per unit, largest first, with the total. */
+function cpuLine(cpu: Readonly<Record<string, number>> | undefined): string {
+  if (cpu === undefined || Object.keys(cpu).length === 0) return 'not measured';
+  const rows = Object.entries(cpu).sort(([, a], [, b]) => b - a);
+  const total = rows.reduce((n, [, v]) => n + v, 0);
+  return `${rows.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')} (total ${total.toFixed(2)})`;
 }
 
 function pipelineSection(p: PipelineResults): string {
@@ -168,6 +178,8 @@ function pipelineSection(p: PipelineResults): string {
     `Ratios of saturation throughput: async-jobs / broker ceiling = ${x(p.vsAmqp)}; async-jobs / BullMQ = ${x(p.vsBullmq)}.`,
     '',
     `MongoDB round trips per job at saturation (producer and consumer, every command): ${p.dbRoundTripsPerJob.toFixed(2)}.`,
+    '',
+    `CPU ms per job at saturation, by process (with descendants): ${cpuLine(p.cpuMsPerJob)}.`,
   ].join('\n');
 }
 
@@ -207,6 +219,11 @@ function backlogSection(b: BacklogResults): string {
     ),
     '',
     `2 consumers / 1 consumer = ${x(b.scaling)}. Memory target ${verdict(rssOk)}.`,
+    '',
+    ...b.byConsumers.map(
+      (c) =>
+        `CPU ms per job with ${c.consumers} consumer(s), by process (with descendants): ${cpuLine(c.cpuMsPerJob)}.`,
+    ),
   ].join('\n');
 }
 

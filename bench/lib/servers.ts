@@ -203,6 +203,8 @@ export type DbBackend =
 export interface MongoEndpoint {
   readonly url: string;
   readonly label: string;
+  /** Root process ids of the servers behind it, by name (for CPU accounting); none for an external MongoDB. */
+  readonly pids: Readonly<Record<string, readonly number[]>>;
   stop(): Promise<void>;
 }
 
@@ -370,13 +372,19 @@ export async function startMongo(base: string, backend: DbBackend): Promise<Mong
     return {
       url: backend.url,
       label: `external MongoDB at ${redactMongoUrl(backend.url)}`,
+      pids: {},
       stop: () => Promise.resolve(),
     };
   }
   const version = ferretVersion();
   if (backend.kind === 'sqlite') {
     const ferret = await startFerretDb(base, ['--handler=sqlite', `--sqlite-url=file:${join(base, 'ferretdb')}/`]);
-    return { url: ferret.url, label: `FerretDB ${version} on SQLite`, stop: () => ferret.stop() };
+    return {
+      url: ferret.url,
+      label: `FerretDB ${version} on SQLite`,
+      pids: { ferretdb: pidsOf(ferret) },
+      stop: () => ferret.stop(),
+    };
   }
   const pg = await startPostgres(base, backend.mirrorIndexes);
   const pgVersion = spawnSync(join(postgresBinDir() ?? '', 'postgres'), ['--version'], { encoding: 'utf8' })
@@ -386,11 +394,16 @@ export async function startMongo(base: string, backend: DbBackend): Promise<Mong
   return {
     url: ferret.url,
     label: `FerretDB ${version} on PostgreSQL ${pgVersion}${backend.mirrorIndexes ? ' (GIN indexes for pushdown)' : ' (as shipped)'}`,
+    pids: { ferretdb: pidsOf(ferret), postgresql: pidsOf(pg) },
     stop: async () => {
       await ferret.stop();
       await pg.stop();
     },
   };
+}
+
+export function pidsOf(r: Running): number[] {
+  return r.child.pid === undefined ? [] : [r.child.pid];
 }
 
 function ferretVersion(): string {

@@ -313,8 +313,10 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     try {
       await publisher.publish(doc);
       metrics.publishDuration.observe({ outcome: 'confirmed' }, Number(process.hrtime.bigint() - started) / 1e9);
-      // The job is already durable: if this write fails the sweeper publishes it again (harmless duplicate).
-      await store
+      // The job is stored and published, which is what 202 promises; the publication record is bookkeeping for
+      // the sweeper, so the answer does not wait for it (if it is lost the sweeper publishes the job again, a
+      // harmless duplicate). Shutdown waits for it: the store drains its batches before the client closes.
+      void store
         .markPublished(doc._id, now())
         .catch((err: Error) => log.warn({ err: err.message }, 'could not mark job published'));
       log.info('job accepted and published');
