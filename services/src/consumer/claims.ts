@@ -173,20 +173,27 @@ export class JobClaims {
       this.jobs.findOneAndUpdate(claimFilter(req), claimUpdate(req), { returnDocument: 'after' });
     // Alone, the claim that returns the document is one round trip instead of two.
     if (reqs.length === 1 && reqs[0] !== undefined) return [await settle(one(reqs[0]))];
+    // One claim time for the batch (the latest of its requests: a lease that expired by then is expired when the
+    // batch is written), so the claims that won are read back by it: this worker's leases taken at that time.
+    const now = new Date(Math.max(...reqs.map((r) => r.now.getTime())));
+    const batch = reqs.map((req) => ({ ...req, now }));
     const { failed } = await storeCall(() =>
-      this.bulkUpdate(reqs.map((req) => ({ filter: claimFilter(req), update: claimUpdate(req) }))),
+      this.bulkUpdate(batch.map((req) => ({ filter: claimFilter(req), update: claimUpdate(req) }))),
     );
-    // A claim won iff the job is now running under this worker's lease taken at this request's time: the
-    // worker runs one delivery of a job at a time, so no other claim of its own can match that.
+    // A claim won iff the job is now running under this worker's lease taken at the batch's time: the worker runs
+    // one delivery of a job at a time, so no other claim of its own can match that. The read names the time as
+    // well as the owner, so it returns this batch's jobs only, not every job the worker is running.
     const running = new Map<string, JobWithSchedule>();
-    for (const owner of new Set(reqs.map((r) => r.workerId))) {
-      const docs = await storeCall(() => this.jobs.find({ leaseOwner: owner, status: 'running' }).toArray());
+    for (const owner of new Set(batch.map((r) => r.workerId))) {
+      const docs = await storeCall(() =>
+        this.jobs.find({ leaseOwner: owner, startedAt: now, status: 'running' }).toArray(),
+      );
       for (const doc of docs) running.set(doc._id, doc);
     }
     return Promise.all(
-      reqs.map(async (req): Promise<Settled<JobWithSchedule | null>> => {
+      batch.map(async (req): Promise<Settled<JobWithSchedule | null>> => {
         const doc = running.get(req.jobId);
-        if (doc?.leaseOwner === req.workerId && doc.startedAt?.getTime() === req.now.getTime()) {
+        if (doc?.leaseOwner === req.workerId && doc.startedAt?.getTime() === now.getTime()) {
           return { ok: true, value: doc };
         }
         // After a write error in the batch, which operations ran is not known for sure (FerretDB 1.24 stops an
