@@ -435,6 +435,9 @@ async function main(): Promise<number> {
         mongoPasswordFile,
         token: E2E_TOKEN,
         faults: opts.faults,
+        ...(opts.env === 'dev' && existsSync(join(opts.dist, 'prod', 'kubernetes.k8s.yaml'))
+          ? { prodManifestPath: join(opts.dist, 'prod', 'kubernetes.k8s.yaml') }
+          : {}),
         keep: opts.keep,
         faultReports,
       });

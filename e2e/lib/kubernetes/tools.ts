@@ -1,7 +1,7 @@
 /**
  * The binaries of the e2e's local Kubernetes, all from package registries: the control plane, kubelet, kube-proxy
- * and kubectl from `k8s.io/kubernetes`, etcd, CoreDNS, kube-router and the pod sandbox ("pause") program from the
- * Go module proxy, built from the main modules in `e2e/k8s/gomod/<name>/` (the project's own build descriptions);
+ * and kubectl from `k8s.io/kubernetes`, etcd, CoreDNS, kube-router, kwok (fake nodes for prod) and the pod sandbox
+ * ("pause") program from the Go module proxy, built from the main modules in `e2e/k8s/gomod/<name>/` (the project's own build descriptions);
  * containerd, runc, the CNI plugins, ipset, iptables, conntrack and socat from Debian. Each Go build is cached under
  * `.tools/k8s/<version>/bin`, so only the first run pays for it (about 9 minutes on 2 cores for Kubernetes).
  * @see e2e/README.md (Kubernetes) for what differs from a real cluster and why.
@@ -23,6 +23,8 @@ export interface ClusterTools {
   readonly coredns: string;
   readonly kubeRouter: string;
   readonly pause: string;
+  /** Fake nodes: pods bound to them are reported Running, nothing runs (prod's scheduling on one machine). */
+  readonly kwok: string;
   /** Debian's CNI plugins (bridge, host-local, loopback, portmap). */
   readonly cniBinDir: string;
 }
@@ -60,6 +62,14 @@ function required(repo: string, module: string, path: string): string {
   return m[1];
 }
 
+/**
+ * The KEDA release prod's ScaledObject is written for: its CRDs come from this module (`config/crd/bases`), and
+ * `e2e/k8s/gomod/keda` is also the build description of its operator.
+ */
+export function kedaVersion(repo: string): string {
+  return required(repo, 'keda', 'github.com/kedacore/keda/v2');
+}
+
 function builds(repo: string): GoBuild[] {
   const k8s = required(repo, 'kubernetes', 'k8s.io/kubernetes');
   const cmd = (c: string): string => `k8s.io/kubernetes/cmd/${c}`;
@@ -94,6 +104,12 @@ function builds(repo: string): GoBuild[] {
       version: `kube-router-${required(repo, 'kube-router', 'github.com/cloudnativelabs/kube-router/v2')}`,
       ldflags: '-s -w',
       binaries: { 'kube-router': 'github.com/cloudnativelabs/kube-router/v2/cmd/kube-router' },
+    },
+    {
+      module: 'kwok',
+      version: `kwok-${required(repo, 'kwok', 'sigs.k8s.io/kwok')}`,
+      ldflags: '-s -w',
+      binaries: { kwok: 'sigs.k8s.io/kwok/cmd/kwok' },
     },
     // Static, so the sandbox image holds this one file.
     { module: 'pause', version: 'pause-1', ldflags: '-s -w', binaries: { pause: '.' }, env: { CGO_ENABLED: '0' } },
@@ -182,6 +198,7 @@ export async function ensureClusterTools(repo: string, log: (line: string) => vo
     coredns: get('coredns'),
     kubeRouter: get('kube-router'),
     pause: get('pause'),
+    kwok: get('kwok'),
     cniBinDir: '/usr/lib/cni',
   };
 }
