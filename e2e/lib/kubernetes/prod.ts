@@ -388,6 +388,24 @@ export class ProdOnFakeNodes {
         .map((p) => `${p.metadata.name}@${p.spec.nodeName ?? '-'}(${p.status.phase ?? '?'})`)
         .join(' ')}`,
     );
+    const everywhere = (
+      JSON.parse(await this.kubectl(['get', 'pods', '--all-namespaces', '-o', 'json'])) as {
+        items: (PodJson & { metadata: { namespace: string } })[];
+      }
+    ).items;
+    const misplaced = everywhere.filter(
+      (p) => (p.metadata.namespace === this.namespace) !== nodeOf.has(p.spec.nodeName ?? ''),
+    );
+    this.report.check(
+      `kubernetes prod: the fake nodes run only prod's pods, the real node ${NODE_NAME} none of them`,
+      misplaced.length === 0,
+      misplaced.length === 0
+        ? `${everywhere.length - pods.length} other pods, all on ${NODE_NAME}: ${everywhere
+            .filter((p) => p.metadata.namespace !== this.namespace)
+            .map((p) => `${p.metadata.namespace}/${p.metadata.name}`)
+            .join(', ')}`
+        : misplaced.map((p) => `${p.metadata.namespace}/${p.metadata.name}@${p.spec.nodeName ?? '-'}`).join(', '),
+    );
     for (const w of this.manifest.workloads.values()) {
       if (w.kind !== 'StatefulSet') continue;
       const members = await this.app(w.name);

@@ -2,7 +2,7 @@
 // (config/crd/bases), and this is the build description of its operator. Made with
 // `go get github.com/kedacore/keda/v2/cmd/operator@v2.18.3`; two of KEDA's own requirements have no zip on the Go
 // module proxy (newrelic-client-go/v2 v2.74.2 and swo-sdk-go/swov1 v0.13.0: "not available"), so they are raised to
-// the nearest versions that are.
+// the newest versions the proxy has (v2.98.0, v0.16.0).
 module asyncjobs.local/e2e/k8s/gomod/keda
 
 go 1.25.5
