@@ -37,7 +37,7 @@ const FORWARD_RULE = ['-i', BRIDGE, '-o', BRIDGE, '-m', 'comment', '--comment', 
 /** Chains the node's components create (kubelet, kube-proxy, kube-router); Docker's are never touched. */
 const OWN_CHAIN = /^(KUBE-|KUBE-ROUTER-|KUBE-POD-FW-|KUBE-NWPLCY-|KUBE-SRC-|KUBE-DST-)/;
 
-interface Proc {
+export interface Proc {
   readonly name: string;
   readonly pid: number;
   exited: boolean;
@@ -143,6 +143,11 @@ export class LocalCluster {
     });
     this.procs.push(p);
     return p;
+  }
+
+  /** Stops one process this run started (SIGTERM, then SIGKILL after 10 s). */
+  async stopProcess(p: Proc): Promise<void> {
+    await stopProcess(p, this.log);
   }
 
   /** Whether a process this run started is still running (kube-router must be, for the policy checks to mean anything). */

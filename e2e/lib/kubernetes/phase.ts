@@ -24,6 +24,7 @@ import {
 import { COREDNS_IMAGE, LocalCluster, NODE_NAME, PAUSE_IMAGE } from './cluster.ts';
 import { KubernetesDeployment, readManifest, type Manifest } from './deploy.ts';
 import { loadImages, singleBinaryImage } from './images.ts';
+import { kedaScaling } from './keda.ts';
 import { FAKE_NODES, kedaCrdDirectory, ProdOnFakeNodes } from './prod.ts';
 import { ensureClusterTools, kedaVersion, KUBERNETES_VERSION } from './tools.ts';
 
@@ -36,6 +37,8 @@ export interface KubernetesPhaseOptions {
   /** The e2e client's bearer token (its hash is in `<secretsDir>/api-keys`). */
   readonly token: string;
   readonly faults: boolean;
+  /** Build and run the KEDA operator against dev's real queue (`--keda`). */
+  readonly keda: boolean;
   /** `dist/prod/kubernetes.k8s.yaml`, applied after dev with its pods on fake nodes; none skips that part. */
   readonly prodManifestPath?: string;
   readonly keep: boolean;
@@ -293,7 +296,7 @@ async function removeDev(report: Report, dep: KubernetesDeployment): Promise<voi
 export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions): Promise<void> {
   const manifest = readManifest(o.manifestPath);
   const tools = await report.phase(`kubernetes: cluster binaries (${KUBERNETES_VERSION}, cached in .tools/k8s)`, () =>
-    ensureClusterTools(o.repo, (l) => report.log(l)),
+    ensureClusterTools(o.repo, (l) => report.log(l), { kedaOperator: o.keda }),
   );
   if (tools === undefined) return;
   const dir = mkdtempSync(join(tmpdir(), 'aj-k8s-'));
@@ -375,6 +378,19 @@ export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions)
       await report.phase('kubernetes: fault broker-restart (pod deleted)', () => brokerRestart(ctx));
       await report.phase('kubernetes: fault database-outage (StatefulSet 0 → 1)', () => databaseOutage(ctx));
       await report.phase('kubernetes: fault scale-consumers', () => scaleConsumers(ctx));
+    }
+    if (o.keda && tools.kedaOperator !== undefined) {
+      const operator = tools.kedaOperator;
+      await report.phase(
+        `kubernetes: KEDA operator ${kedaVersion(o.repo)} scales the consumer on queue depth`,
+        async () =>
+          kedaScaling(report, cluster, d, client, {
+            operator,
+            crdDir: await kedaCrdDirectory(kedaVersion(o.repo), dir),
+            dir,
+            secretsDir: o.secretsDir,
+          }),
+      );
     }
     if (o.prodManifestPath !== undefined) {
       const prodManifest = readManifest(o.prodManifestPath);

@@ -25,6 +25,8 @@ export interface ClusterTools {
   readonly pause: string;
   /** Fake nodes: pods bound to them are reported Running, nothing runs (prod's scheduling on one machine). */
   readonly kwok: string;
+  /** The KEDA operator, built only when asked for (`--keda`): its cold build is several minutes. */
+  readonly kedaOperator?: string;
   /** Debian's CNI plugins (bridge, host-local, loopback, portmap). */
   readonly cniBinDir: string;
 }
@@ -178,10 +180,26 @@ async function ensureDebianPackages(log: (line: string) => void): Promise<void> 
   });
 }
 
-export async function ensureClusterTools(repo: string, log: (line: string) => void): Promise<ClusterTools> {
+/** The KEDA operator's build; `e2e/k8s/gomod/keda` pins the same release the CRDs come from. */
+function kedaBuild(repo: string): GoBuild {
+  const v = kedaVersion(repo);
+  return {
+    module: 'keda',
+    version: `keda-${v}`,
+    ldflags: `-s -w -X github.com/kedacore/keda/v2/version.Version=${v}`,
+    binaries: { 'keda-operator': 'github.com/kedacore/keda/v2/cmd/operator' },
+  };
+}
+
+export async function ensureClusterTools(
+  repo: string,
+  log: (line: string) => void,
+  opts: { readonly kedaOperator?: boolean } = {},
+): Promise<ClusterTools> {
   await ensureDebianPackages(log);
   const bins: Record<string, string> = {};
-  for (const b of builds(repo)) Object.assign(bins, await goBuild(repo, b, log));
+  for (const b of [...builds(repo), ...(opts.kedaOperator === true ? [kedaBuild(repo)] : [])])
+    Object.assign(bins, await goBuild(repo, b, log));
   const get = (n: string): string => {
     const p = bins[n];
     if (p === undefined) throw new Error(`no build produces ${n}`);
@@ -199,6 +217,7 @@ export async function ensureClusterTools(repo: string, log: (line: string) => vo
     kubeRouter: get('kube-router'),
     pause: get('pause'),
     kwok: get('kwok'),
+    ...(opts.kedaOperator === true ? { kedaOperator: get('keda-operator') } : {}),
     cniBinDir: '/usr/lib/cni',
   };
 }
