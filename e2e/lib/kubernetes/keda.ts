@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { settle, type JobsClient, type Submission } from '../client.ts';
-import { waitFor } from '../exec.ts';
+import { sleep, waitFor } from '../exec.ts';
 import { type Report } from '../report.ts';
 import { describeTally } from '../scenarios.ts';
 import { type LocalCluster } from './cluster.ts';
@@ -157,6 +157,7 @@ export async function kedaScaling(
     );
     // Jobs wait in the queue with no consumer; KEDA must see the depth and bring one back.
     const subs: Submission[] = [];
+    const t2 = Date.now();
     for (let i = 0; i < 20; i++) {
       const request = { type: 'sleep', input: { ms: 200 } };
       const sub: Submission = { key: `keda-${Date.now()}-${i}`, request, ids: new Set(), accepted: false, tries: 1 };
@@ -167,7 +168,17 @@ export async function kedaScaling(
       }
       subs.push(sub);
     }
-    const t2 = Date.now();
+    const [broker] = await dep.containers('rabbitmq');
+    if (broker === undefined) throw new Error('no rabbitmq pod');
+    const depth = await dep.exec(broker, ['rabbitmqctl', '-q', 'list_queues', 'name', 'messages_ready']);
+    report.log(
+      `${QUEUE} after ${((Date.now() - t2) / 1000).toFixed(0)} s of submitting: ${
+        depth.stdout
+          .split('\n')
+          .find((l) => l.startsWith(`${QUEUE}\t`))
+          ?.replace('\t', ' ') ?? `(rabbitmqctl: ${depth.stderr.trim().split('\n')[0] ?? ''})`
+      } messages ready`,
+    );
     const up = await waitFor('KEDA to scale the consumer up on queue depth', 90_000, async () => {
       const d = await deployment();
       return (d.spec.replicas ?? 0) > 0 ? d.spec.replicas : undefined;
@@ -175,7 +186,15 @@ export async function kedaScaling(
     report.check(
       `kubernetes KEDA: ${subs.filter((s) => s.accepted).length} jobs waiting in ${QUEUE} scale the consumer from 0 to ${up}`,
       up > 0,
-      `after ${((Date.now() - t2) / 1000).toFixed(0)} s`,
+      `${((Date.now() - t2) / 1000).toFixed(0)} s after the first job was submitted (pollingInterval 2 s)`,
+    );
+    await sleep(5000);
+    const hpaAtOne = await cluster.kubectlRun([
+      ...['-n', ns, 'get', 'hpa', `keda-hpa-${NAME}`],
+      ...['-o', 'jsonpath={.status.conditions[?(@.type=="ScalingActive")].message}'],
+    ]);
+    report.log(
+      `KEDA's HPA keda-hpa-${NAME} at 1 replica (scaling beyond it needs KEDA's metrics adapter): ${hpaAtOne.stdout.trim() || hpaAtOne.stderr.trim()}`,
     );
     const tally = await settle(client, subs, 120_000);
     report.check(
@@ -195,11 +214,6 @@ export async function kedaScaling(
       down,
       `${((Date.now() - t3) / 1000).toFixed(0)} s after the last job finished`,
     );
-    const hpa = await cluster.kubectlRun([
-      ...['-n', ns, 'get', 'hpa', `keda-hpa-${NAME}`],
-      ...['-o', 'jsonpath={.status.conditions[?(@.type=="ScalingActive")].message}'],
-    ]);
-    report.log(`KEDA's HPA keda-hpa-${NAME}: ${hpa.stdout.trim() || hpa.stderr.trim()}`);
   } finally {
     // The operator removes its finalizer and its HPA, so it must still run while the ScaledObject goes.
     await cluster.kubectlRun(['-n', ns, 'delete', 'scaledobject,triggerauthentication,secret', NAME, '--timeout=60s'], {

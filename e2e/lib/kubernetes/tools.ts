@@ -7,7 +7,7 @@
  * @see e2e/README.md (Kubernetes) for what differs from a real cluster and why.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { check, run } from '../exec.ts';
 
 export const KUBERNETES_VERSION = 'v1.34.4';
@@ -145,9 +145,9 @@ async function goBuild(repo: string, b: GoBuild, log: (line: string) => void): P
   const opts = { cwd: join(repo, 'e2e', 'k8s', 'gomod', b.module), env, timeoutMs: 3_600_000 };
   if (lock !== undefined && lock !== '') await check('flock', [lock, 'go', ...args], opts);
   else await check('go', args, opts);
-  // `go build -o dir/` of a single package `.` names the binary after the module's last path element.
+  // `go build -o dir/` names each binary after its package's last path element (for `.`, the module's).
   for (const [name, pkg] of missing) {
-    const built = join(staging, pkg === '.' ? b.module : name);
+    const built = join(staging, pkg === '.' ? b.module : basename(pkg));
     renameSync(built, join(bin, name));
   }
   rmSync(staging, { recursive: true, force: true });
