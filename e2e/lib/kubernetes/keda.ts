@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { settle, type JobsClient, type Submission } from '../client.ts';
-import { sleep, waitFor } from '../exec.ts';
+import { waitFor } from '../exec.ts';
 import { type Report } from '../report.ts';
 import { describeTally } from '../scenarios.ts';
 import { type LocalCluster } from './cluster.ts';
@@ -188,14 +188,6 @@ export async function kedaScaling(
       up > 0,
       `${((Date.now() - t2) / 1000).toFixed(0)} s after the first job was submitted (pollingInterval 2 s)`,
     );
-    await sleep(5000);
-    const hpaAtOne = await cluster.kubectlRun([
-      ...['-n', ns, 'get', 'hpa', `keda-hpa-${NAME}`],
-      ...['-o', 'jsonpath={.status.conditions[?(@.type=="ScalingActive")].message}'],
-    ]);
-    report.log(
-      `KEDA's HPA keda-hpa-${NAME} at 1 replica (scaling beyond it needs KEDA's metrics adapter): ${hpaAtOne.stdout.trim() || hpaAtOne.stderr.trim()}`,
-    );
     const tally = await settle(client, subs, 120_000);
     report.check(
       'kubernetes KEDA: the jobs that waited for a consumer all succeed, none lost or duplicated',
@@ -214,6 +206,20 @@ export async function kedaScaling(
       down,
       `${((Date.now() - t3) / 1000).toFixed(0)} s after the last job finished`,
     );
+    // What the HPA that KEDA made said while the consumer ran: scaling above 1 needs KEDA's metrics adapter.
+    const events = await cluster.kubectlRun([
+      ...['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=keda-hpa-${NAME}`],
+      ...['-o', 'custom-columns=REASON:.reason,MESSAGE:.message', '--no-headers'],
+    ]);
+    const seen = [
+      ...new Set(
+        events.stdout
+          .trim()
+          .split('\n')
+          .filter((l) => l.trim() !== ''),
+      ),
+    ];
+    report.log(`events of KEDA's HPA keda-hpa-${NAME}: ${seen.join(' | ').slice(0, 600) || 'none'}`);
   } finally {
     // The operator removes its finalizer and its HPA, so it must still run while the ScaledObject goes.
     await cluster.kubectlRun(['-n', ns, 'delete', 'scaledobject,triggerauthentication,secret', NAME, '--timeout=60s'], {
