@@ -36,7 +36,8 @@ const HELP = `Usage: npm run e2e -- [options]
 Runs the synthesized dist/<env>/ files on a real Docker engine and a local Kubernetes: stand-in images (no
 registry), the service images from the synthesized Dockerfiles, Compose up + smoke + faults, Swarm deploy + smoke,
 a single-node Kubernetes built from package registries (cached in .tools/k8s) with the manifest deployed as the
-README says + pod, PodSecurity and NetworkPolicy checks + smoke + faults, teardown. Starts dockerd when none
+README says + pod, PodSecurity and NetworkPolicy checks + smoke + faults, then dist/prod on the same API server
+with its pods on kwok fake nodes (admission, scheduling, drains against the PodDisruptionBudgets), teardown. Starts dockerd when none
 answers and stops what it started. Prints a report; the last line is "N passed, N failed".
 
 Options:
@@ -47,6 +48,8 @@ Options:
   --swarm-faults <l>  Faults to run on Swarm too: comma-separated names, all, or none
                       (default: consumer-kill,scale-consumers; Compose always runs all four)
   --compose <v>       v2 (default; built from the Go module proxy once, cached) or v1 (Debian's docker-compose 1.29)
+  --keda              Kubernetes: also build the KEDA operator (several minutes cold, cached) and show it
+                      scaling dev's consumer on the real queue depth
   --no-build          Use the service images already tagged (e.g. by \`npm run images\`) instead of building them
   --keep              Leave the deployment (and dockerd, the swarm, the cluster) running for inspection
   -h, --help          Show this help
@@ -65,6 +68,7 @@ interface Options {
   readonly swarmFaults: ReadonlySet<string>;
   readonly keep: boolean;
   readonly build: boolean;
+  readonly keda: boolean;
   readonly compose: 'v1' | 'v2';
 }
 
@@ -81,6 +85,7 @@ function options(): Options {
         compose: { type: 'string', default: 'v2' },
         keep: { type: 'boolean', default: false },
         'no-build': { type: 'boolean', default: false },
+        keda: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -122,6 +127,7 @@ function options(): Options {
     swarmFaults: new Set(swarmFaults),
     keep: v.keep,
     build: !v['no-build'],
+    keda: v.keda,
     compose: v.compose,
   };
 }
@@ -435,6 +441,10 @@ async function main(): Promise<number> {
         mongoPasswordFile,
         token: E2E_TOKEN,
         faults: opts.faults,
+        keda: opts.keda,
+        ...(opts.env === 'dev' && existsSync(join(opts.dist, 'prod', 'kubernetes.k8s.yaml'))
+          ? { prodManifestPath: join(opts.dist, 'prod', 'kubernetes.k8s.yaml') }
+          : {}),
         keep: opts.keep,
         faultReports,
       });

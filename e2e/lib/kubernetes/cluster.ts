@@ -8,6 +8,7 @@
  * @see e2e/README.md (Kubernetes) for every way this differs from a real cluster, and why.
  */
 import { spawn } from 'node:child_process';
+import { request } from 'node:https';
 import {
   appendFileSync,
   closeSync,
@@ -36,7 +37,7 @@ const FORWARD_RULE = ['-i', BRIDGE, '-o', BRIDGE, '-m', 'comment', '--comment', 
 /** Chains the node's components create (kubelet, kube-proxy, kube-router); Docker's are never touched. */
 const OWN_CHAIN = /^(KUBE-|KUBE-ROUTER-|KUBE-POD-FW-|KUBE-NWPLCY-|KUBE-SRC-|KUBE-DST-)/;
 
-interface Proc {
+export interface Proc {
   readonly name: string;
   readonly pid: number;
   exited: boolean;
@@ -85,6 +86,48 @@ export class LocalCluster {
     return this.tools.kubectl;
   }
 
+  /**
+   * One request to the API server as the cluster admin, answering with the status code and the parsed body (a
+   * `Status` on errors). kubectl prints only an error's message; an eviction's refusal names its
+   * PodDisruptionBudget in `details.causes`.
+   */
+  api(method: string, path: string, body?: object): Promise<{ code: number; body: Record<string, unknown> }> {
+    const pki = (f: string): Buffer => readFileSync(join(this.dir, 'pki', f));
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: 6443,
+          method,
+          path,
+          ca: pki('ca.crt'),
+          cert: pki('admin.crt'),
+          key: pki('admin.key'),
+          headers: { accept: 'application/json', 'content-type': 'application/json' },
+          timeout: 30_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: Record<string, unknown>;
+            try {
+              parsed = JSON.parse(text) as Record<string, unknown>;
+            } catch {
+              parsed = { text };
+            }
+            resolve({ code: res.statusCode ?? 0, body: parsed });
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer in 30 s`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
   /** Starts a long-running process with its log in the cluster directory; `stop()` ends it by PID. */
   spawnProcess(name: string, cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Proc {
     const fd = openSync(join(this.dir, 'logs', `${name}.log`), 'a');
@@ -100,6 +143,11 @@ export class LocalCluster {
     });
     this.procs.push(p);
     return p;
+  }
+
+  /** Stops one process this run started (SIGTERM, then SIGKILL after 10 s). */
+  async stopProcess(p: Proc): Promise<void> {
+    await stopProcess(p, this.log);
   }
 
   /** Whether a process this run started is still running (kube-router must be, for the policy checks to mean anything). */

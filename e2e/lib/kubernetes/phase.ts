@@ -2,8 +2,9 @@
  * The Kubernetes phase of the e2e (issue 17): builds (once, cached) and starts a single-node cluster, loads the
  * images, deploys `dist/<env>/kubernetes.k8s.yaml` as the README says, checks the running pods' hardening, that
  * PodSecurity `restricted` is enforced, that the synthesized NetworkPolicies allow exactly the system's flows
- * (kube-router enforcing), then runs the shared smoke test and faults through `kubectl port-forward svc/producer`,
- * and removes everything it started.
+ * (kube-router enforcing), then runs the shared smoke test and faults through `kubectl port-forward svc/producer`;
+ * then removes dev and applies prod on the same API server with its pods on kwok's fake nodes (`prod.ts`), and
+ * removes everything it started.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,9 @@ import {
 import { COREDNS_IMAGE, LocalCluster, NODE_NAME, PAUSE_IMAGE } from './cluster.ts';
 import { KubernetesDeployment, readManifest, type Manifest } from './deploy.ts';
 import { loadImages, singleBinaryImage } from './images.ts';
-import { ensureClusterTools, KUBERNETES_VERSION } from './tools.ts';
+import { kedaScaling } from './keda.ts';
+import { FAKE_NODES, kedaCrdDirectory, ProdOnFakeNodes } from './prod.ts';
+import { ensureClusterTools, kedaVersion, KUBERNETES_VERSION } from './tools.ts';
 
 export interface KubernetesPhaseOptions {
   readonly repo: string;
@@ -34,6 +37,10 @@ export interface KubernetesPhaseOptions {
   /** The e2e client's bearer token (its hash is in `<secretsDir>/api-keys`). */
   readonly token: string;
   readonly faults: boolean;
+  /** Build and run the KEDA operator against dev's real queue (`--keda`). */
+  readonly keda: boolean;
+  /** `dist/prod/kubernetes.k8s.yaml`, applied after dev with its pods on fake nodes; none skips that part. */
+  readonly prodManifestPath?: string;
   readonly keep: boolean;
   readonly faultReports: string[];
 }
@@ -278,15 +285,25 @@ async function checkNetworkPolicy(report: Report, cluster: LocalCluster, dep: Ku
   }
 }
 
+/** The README's `kubectl delete -f` of the manifest: the namespace and everything in it. */
+async function removeDev(report: Report, dep: KubernetesDeployment): Promise<void> {
+  dep.stopForward();
+  await dep.down().catch((e: unknown) => report.log(`delete: ${e instanceof Error ? e.message : String(e)}`));
+  const left = await dep.leftovers().catch(() => [] as string[]);
+  report.check('kubernetes kubectl delete -f leaves no namespace', left.length === 0, left.join(', '));
+}
+
 export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions): Promise<void> {
   const manifest = readManifest(o.manifestPath);
   const tools = await report.phase(`kubernetes: cluster binaries (${KUBERNETES_VERSION}, cached in .tools/k8s)`, () =>
-    ensureClusterTools(o.repo, (l) => report.log(l)),
+    ensureClusterTools(o.repo, (l) => report.log(l), { kedaOperator: o.keda }),
   );
   if (tools === undefined) return;
   const dir = mkdtempSync(join(tmpdir(), 'aj-k8s-'));
   const cluster = new LocalCluster({ dir, tools, log: (l) => report.log(l) });
   let dep: KubernetesDeployment | undefined;
+  let devRemoved = false;
+  let prod: ProdOnFakeNodes | undefined;
   try {
     const started = await report.phase('kubernetes: cluster up', async () => {
       mkdirSync(join(dir, 'scratch'), { recursive: true });
@@ -362,6 +379,62 @@ export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions)
       await report.phase('kubernetes: fault database-outage (StatefulSet 0 → 1)', () => databaseOutage(ctx));
       await report.phase('kubernetes: fault scale-consumers', () => scaleConsumers(ctx));
     }
+    if (o.keda && tools.kedaOperator !== undefined) {
+      const operator = tools.kedaOperator;
+      await report.phase(
+        `kubernetes: KEDA operator ${kedaVersion(o.repo)} scales the consumer on queue depth`,
+        async () =>
+          kedaScaling(report, cluster, d, client, {
+            operator,
+            crdDir: await kedaCrdDirectory(kedaVersion(o.repo), dir),
+            dir,
+            secretsDir: o.secretsDir,
+          }),
+      );
+    }
+    if (o.prodManifestPath !== undefined) {
+      const prodManifest = readManifest(o.prodManifestPath);
+      // dev goes first, so none of its real pods can ever be rescheduled onto a fake node.
+      const removed = await report.phase('kubernetes: remove dev (kubectl delete -f) before prod', async () => {
+        await removeDev(report, d);
+        devRemoved = true;
+        return true;
+      });
+      if (removed !== undefined) {
+        const p = new ProdOnFakeNodes(report, cluster, tools, prodManifest, dir);
+        prod = p;
+        const nodes = await report.phase('kubernetes prod: kwok fake nodes, KEDA CRDs', async () => {
+          const keda = kedaVersion(o.repo);
+          const crds = await kedaCrdDirectory(keda, dir);
+          report.log(`KEDA ${keda} CRDs from the module: ${crds.replace(/^.*\/pkg\/mod\//, '$GOMODCACHE/')}`);
+          await p.setUp(crds);
+          return true;
+        });
+        const applied =
+          nodes === undefined
+            ? undefined
+            : await report.phase(`kubernetes prod: server-side dry run and apply`, async () => {
+                await p.apply();
+                return true;
+              });
+        if (applied !== undefined) {
+          const scheduled = await report.phase('kubernetes prod: scheduling on the fake nodes', async () => {
+            await p.scheduling();
+            return true;
+          });
+          if (scheduled !== undefined) {
+            const first = await report.phase('kubernetes prod: drain, consumer at 1 (no KEDA operator)', async () => {
+              await p.drainRefused();
+              return true;
+            });
+            if (first !== undefined)
+              await report.phase("kubernetes prod: drain, consumer at KEDA's minReplicaCount", () =>
+                p.drainAtMinReplicas(),
+              );
+          }
+        }
+      }
+    }
   } catch (e) {
     if (!(e instanceof PhaseFailed)) throw e;
     report.log(`kubernetes: ${e.message}`);
@@ -377,12 +450,15 @@ export async function kubernetesPhase(report: Report, o: KubernetesPhaseOptions)
       );
     } else {
       await report.phase('kubernetes: teardown', async () => {
-        if (dep !== undefined) {
-          dep.stopForward();
-          await dep.down().catch((e: unknown) => report.log(`delete: ${e instanceof Error ? e.message : String(e)}`));
-          const left = await dep.leftovers().catch(() => [] as string[]);
-          report.check('kubernetes kubectl delete -f leaves no namespace', left.length === 0, left.join(', '));
+        if (prod !== undefined) {
+          const left = await prod.tearDown();
+          report.check(
+            'kubernetes prod: its namespace and the fake nodes deleted',
+            left.length === 0,
+            left.join('; ') || `namespace ${prod.namespace}, nodes ${FAKE_NODES.map((n) => n.name).join(', ')}`,
+          );
         }
+        if (dep !== undefined && !devRemoved) await removeDev(report, dep);
         const pv = await cluster.kubectlRun([
           'delete',
           'pv,storageclass',

@@ -1,13 +1,13 @@
 /**
  * The binaries of the e2e's local Kubernetes, all from package registries: the control plane, kubelet, kube-proxy
- * and kubectl from `k8s.io/kubernetes`, etcd, CoreDNS, kube-router and the pod sandbox ("pause") program from the
- * Go module proxy, built from the main modules in `e2e/k8s/gomod/<name>/` (the project's own build descriptions);
+ * and kubectl from `k8s.io/kubernetes`, etcd, CoreDNS, kube-router, kwok (fake nodes for prod) and the pod sandbox
+ * ("pause") program from the Go module proxy, built from the main modules in `e2e/k8s/gomod/<name>/` (the project's own build descriptions);
  * containerd, runc, the CNI plugins, ipset, iptables, conntrack and socat from Debian. Each Go build is cached under
  * `.tools/k8s/<version>/bin`, so only the first run pays for it (about 9 minutes on 2 cores for Kubernetes).
  * @see e2e/README.md (Kubernetes) for what differs from a real cluster and why.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { check, run } from '../exec.ts';
 
 export const KUBERNETES_VERSION = 'v1.34.4';
@@ -23,6 +23,10 @@ export interface ClusterTools {
   readonly coredns: string;
   readonly kubeRouter: string;
   readonly pause: string;
+  /** Fake nodes: pods bound to them are reported Running, nothing runs (prod's scheduling on one machine). */
+  readonly kwok: string;
+  /** The KEDA operator, built only when asked for (`--keda`): its cold build is several minutes. */
+  readonly kedaOperator?: string;
   /** Debian's CNI plugins (bridge, host-local, loopback, portmap). */
   readonly cniBinDir: string;
 }
@@ -60,6 +64,14 @@ function required(repo: string, module: string, path: string): string {
   return m[1];
 }
 
+/**
+ * The KEDA release prod's ScaledObject is written for: its CRDs come from this module (`config/crd/bases`), and
+ * `e2e/k8s/gomod/keda` is also the build description of its operator.
+ */
+export function kedaVersion(repo: string): string {
+  return required(repo, 'keda', 'github.com/kedacore/keda/v2');
+}
+
 function builds(repo: string): GoBuild[] {
   const k8s = required(repo, 'kubernetes', 'k8s.io/kubernetes');
   const cmd = (c: string): string => `k8s.io/kubernetes/cmd/${c}`;
@@ -95,6 +107,12 @@ function builds(repo: string): GoBuild[] {
       ldflags: '-s -w',
       binaries: { 'kube-router': 'github.com/cloudnativelabs/kube-router/v2/cmd/kube-router' },
     },
+    {
+      module: 'kwok',
+      version: `kwok-${required(repo, 'kwok', 'sigs.k8s.io/kwok')}`,
+      ldflags: '-s -w',
+      binaries: { kwok: 'sigs.k8s.io/kwok/cmd/kwok' },
+    },
     // Static, so the sandbox image holds this one file.
     { module: 'pause', version: 'pause-1', ldflags: '-s -w', binaries: { pause: '.' }, env: { CGO_ENABLED: '0' } },
   ];
@@ -127,9 +145,9 @@ async function goBuild(repo: string, b: GoBuild, log: (line: string) => void): P
   const opts = { cwd: join(repo, 'e2e', 'k8s', 'gomod', b.module), env, timeoutMs: 3_600_000 };
   if (lock !== undefined && lock !== '') await check('flock', [lock, 'go', ...args], opts);
   else await check('go', args, opts);
-  // `go build -o dir/` of a single package `.` names the binary after the module's last path element.
+  // `go build -o dir/` names each binary after its package's last path element (for `.`, the module's).
   for (const [name, pkg] of missing) {
-    const built = join(staging, pkg === '.' ? b.module : name);
+    const built = join(staging, pkg === '.' ? b.module : basename(pkg));
     renameSync(built, join(bin, name));
   }
   rmSync(staging, { recursive: true, force: true });
@@ -162,10 +180,26 @@ async function ensureDebianPackages(log: (line: string) => void): Promise<void> 
   });
 }
 
-export async function ensureClusterTools(repo: string, log: (line: string) => void): Promise<ClusterTools> {
+/** The KEDA operator's build; `e2e/k8s/gomod/keda` pins the same release the CRDs come from. */
+function kedaBuild(repo: string): GoBuild {
+  const v = kedaVersion(repo);
+  return {
+    module: 'keda',
+    version: `keda-${v}`,
+    ldflags: `-s -w -X github.com/kedacore/keda/v2/version.Version=${v}`,
+    binaries: { 'keda-operator': 'github.com/kedacore/keda/v2/cmd/operator' },
+  };
+}
+
+export async function ensureClusterTools(
+  repo: string,
+  log: (line: string) => void,
+  opts: { readonly kedaOperator?: boolean } = {},
+): Promise<ClusterTools> {
   await ensureDebianPackages(log);
   const bins: Record<string, string> = {};
-  for (const b of builds(repo)) Object.assign(bins, await goBuild(repo, b, log));
+  for (const b of [...builds(repo), ...(opts.kedaOperator === true ? [kedaBuild(repo)] : [])])
+    Object.assign(bins, await goBuild(repo, b, log));
   const get = (n: string): string => {
     const p = bins[n];
     if (p === undefined) throw new Error(`no build produces ${n}`);
@@ -182,6 +216,8 @@ export async function ensureClusterTools(repo: string, log: (line: string) => vo
     coredns: get('coredns'),
     kubeRouter: get('kube-router'),
     pause: get('pause'),
+    kwok: get('kwok'),
+    ...(opts.kedaOperator === true ? { kedaOperator: get('keda-operator') } : {}),
     cniBinDir: '/usr/lib/cni',
   };
 }
