@@ -249,6 +249,8 @@ export interface AcceptResults {
     /** MongoDB round trips per POST /v1/jobs (every command the producer sent, ÷ requests). */
     readonly dbRoundTripsPerRequest: number;
   };
+  /** The producer with one connection sending one request at a time (a lone request's latency). */
+  readonly oneAtATime: { readonly rps: Summary; readonly p50Ms: Summary; readonly p99Ms: Summary };
   /** CPU ms per accepted request of the producer and each server at saturation, medians over the repetitions. */
   readonly cpuMsPerRequest: Readonly<Record<string, number>>;
 }
@@ -375,7 +377,15 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
       );
       log(`accept half rep ${r + 1}: producer p50 ${hp[r]?.p50Ms} ms p99 ${hp[r]?.p99Ms} ms at ${producerRate}/s`);
     }
-    const errors = [...prod, ...hp].reduce((s, p) => s + p.errors, 0);
+    // One request at a time (one connection, closed loop): what group commit's wait bound may cost a lone request.
+    const lone: HttpLoad[] = [];
+    for (let r = 0; r < sizes.reps; r++) {
+      lone.push(await postJobs(producer.url, { connections: 1, durationS: d, keyPrefix: `one${r}` }));
+      log(
+        `accept one at a time rep ${r + 1}: p50 ${lone[r]?.p50Ms} ms p99 ${lone[r]?.p99Ms} ms, ${lone[r]?.rps.toFixed(0)} rps`,
+      );
+    }
+    const errors = [...prod, ...hp, ...lone].reduce((s, p) => s + p.errors, 0);
     if (errors > 0) log(`accept: ${errors} producer requests failed or were not 2xx`);
     const metricsUrl = producer.metricsUrl;
     const producerMetrics = {
@@ -425,6 +435,11 @@ export async function runAccept(ctx: Ctx): Promise<AcceptResults> {
         constantP99Ms: summarize(hc.map((p) => p.p99Ms)),
       },
       producerMetrics,
+      oneAtATime: {
+        rps: summarize(lone.map((l) => l.rps)),
+        p50Ms: summarize(lone.map((l) => l.p50Ms)),
+        p99Ms: summarize(lone.map((l) => l.p99Ms)),
+      },
       cpuMsPerRequest: Object.fromEntries(Object.entries(acceptCpu).map(([k, v]) => [k, summarize(v).median])),
     };
   } finally {

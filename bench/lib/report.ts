@@ -142,6 +142,10 @@ function acceptSection(a: AcceptResults): string {
       `(${share(a.producerMetrics.dbMsPerRequest, a.producerMetrics.httpMeanMs)}) and publish-to-confirm ${a.producerMetrics.publishConfirmMeanMs.toFixed(2)} ms.`,
     '',
     `CPU ms per accepted request at saturation, by process (with descendants): ${cpuLine(a.cpuMsPerRequest)}.`,
+    '',
+    a.oneAtATime === undefined
+      ? ''
+      : `One request at a time (1 connection, closed loop): p50 ${fmt(a.oneAtATime.p50Ms, 0)} ms, p99 ${fmt(a.oneAtATime.p99Ms, 0)} ms, ${fmt(a.oneAtATime.rps, 0)} requests/s.`,
   ].join('\n');
 }
 
