@@ -73,9 +73,15 @@ export async function getLoad(
   };
 }
 
+/**
+ * How long a scrape of a service's /metrics may take: the producer's `jobs{status}` gauge counts the whole
+ * collection at scrape time, which FerretDB does by reading every document (seconds after the accept part).
+ */
+const SCRAPE_TIMEOUT_MS = 60_000;
+
 /** Sum of a Prometheus counter's samples whose labels contain every `labels` pair. */
 export async function scrapeCounter(metricsUrl: string, name: string, labels: Record<string, string>): Promise<number> {
-  const res = await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) });
+  const res = await fetch(metricsUrl, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS) });
   const text = await res.text();
   let sum = 0;
   for (const line of text.split('\n')) {
