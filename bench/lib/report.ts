@@ -143,15 +143,13 @@ function acceptSection(a: AcceptResults): string {
     '',
     `CPU ms per accepted request at saturation, by process (with descendants): ${cpuLine(a.cpuMsPerRequest)}.`,
     '',
-    a.oneAtATime === undefined
-      ? ''
-      : `One request at a time (1 connection, closed loop): p50 ${fmt(a.oneAtATime.p50Ms, 0)} ms, p99 ${fmt(a.oneAtATime.p99Ms, 0)} ms, ${fmt(a.oneAtATime.rps, 0)} requests/s.`,
+    `One request at a time (1 connection, closed loop): p50 ${fmt(a.oneAtATime.p50Ms, 0)} ms, p99 ${fmt(a.oneAtATime.p99Ms, 0)} ms, ${fmt(a.oneAtATime.rps, 0)} requests/s.`,
   ].join('\n');
 }
 
 /** "producer 1.20, ferretdb 2.31, …" CPU ms per unit, largest first, with the total. */
-function cpuLine(cpu: Readonly<Record<string, number>> | undefined): string {
-  if (cpu === undefined || Object.keys(cpu).length === 0) return 'not measured';
+function cpuLine(cpu: Readonly<Record<string, number>>): string {
+  if (Object.keys(cpu).length === 0) return 'not measured';
   const rows = Object.entries(cpu).sort(([, a], [, b]) => b - a);
   const total = rows.reduce((n, [, v]) => n + v, 0);
   return `${rows.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')} (total ${total.toFixed(2)})`;
