@@ -55,6 +55,7 @@ const OPTIONS = {
   'backlog-jobs': { type: 'string' },
   'no-memory-limit': { type: 'boolean', default: false },
   'group-commit': { type: 'string' },
+  env: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -97,6 +98,10 @@ Options:
                    The services' group commit bounds (GROUP_COMMIT_MAX_SIZE, GROUP_COMMIT_MAX_WAIT_MS;
                    default: the services' defaults). 1,0 sends every write alone, as before group commit.
                    Results are named …-gc<maxSize>-<maxWaitMs>, and BENCHMARKS.md is not rewritten
+  --env <NAME>=<value>
+                   Set one environment variable of every producer and consumer the run starts (repeat
+                   for more), e.g. --env OUTBOX_SWEEP_INTERVAL_MS=60000 to compare a setting. Results
+                   are named …-env, and BENCHMARKS.md is not rewritten
   --no-doc         Do not rewrite BENCHMARKS.md even after a full run
   -h, --help       Show this help`;
 
@@ -182,6 +187,15 @@ async function main(): Promise<void> {
     );
   const serviceEnv: Record<string, string> =
     gc === undefined ? {} : { GROUP_COMMIT_MAX_SIZE: gc[1] ?? '', GROUP_COMMIT_MAX_WAIT_MS: gc[2] ?? '' };
+  const extraEnv = values.env ?? [];
+  for (const pair of extraEnv) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(pair);
+    if (m === null)
+      throw new UsageError(
+        `--env: got ${JSON.stringify(pair)}, expected NAME=value with NAME in upper case (e.g. OUTBOX_SWEEP_INTERVAL_MS=60000)`,
+      );
+    serviceEnv[m[1] ?? ''] = m[2] ?? '';
+  }
   const sizes = {
     ...sizesFor(quick, backend),
     ...(backlogJobs !== undefined ? { backlogJobs: Number(backlogJobs) } : {}),
@@ -204,6 +218,7 @@ async function main(): Promise<void> {
       gc === undefined
         ? "the services' defaults (GROUP_COMMIT_MAX_SIZE=100, GROUP_COMMIT_MAX_WAIT_MS=2)"
         : `GROUP_COMMIT_MAX_SIZE=${gc[1]}, GROUP_COMMIT_MAX_WAIT_MS=${gc[2]}${gc[1] === '1' ? ' (every write alone, as before group commit)' : ''}`,
+    ...(extraEnv.length > 0 ? { serviceEnv: extraEnv.join(' ') } : {}),
   };
   try {
     if (parts.has('synth')) results.synth = await runSynthBench({ quick, workDir: base, log });
@@ -251,11 +266,12 @@ async function main(): Promise<void> {
   // A run of some parts gets its own name, so it never overwrites the day's full results.
   const some = values.only === undefined ? '' : `-${PARTS.filter((p) => parts.has(p)).join('-')}`;
   const gcName = gc === undefined ? '' : `-gc${gc[1]}-${gc[2]}`;
-  const stem = `${results.date.slice(0, 10)}${quick ? '-quick' : ''}${some}${gcName}`;
+  const envName = extraEnv.length === 0 ? '' : '-env';
+  const stem = `${results.date.slice(0, 10)}${quick ? '-quick' : ''}${some}${gcName}${envName}`;
   writeFileSync(join(dir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(dir, `${stem}.md`), `${md}\n`);
   log(`wrote bench/results/${stem}.json and .md`);
-  if (!quick && parts.size === PARTS.length && !values['no-doc'] && gc === undefined) {
+  if (!quick && parts.size === PARTS.length && !values['no-doc'] && gc === undefined && extraEnv.length === 0) {
     const doc = join(REPO_ROOT, 'BENCHMARKS.md');
     const start = '<!-- bench:results:start -->';
     const end = '<!-- bench:results:end -->';

@@ -30,6 +30,8 @@ export interface Results {
   serviceMemory: string;
   /** The services' group commit bounds, e.g. "services' defaults" or "GROUP_COMMIT_MAX_SIZE=1, …". */
   groupCommit?: string;
+  /** `--env` settings given to every service process, e.g. "OUTBOX_SWEEP_INTERVAL_MS=60000". */
+  serviceEnv?: string;
   sizes: Sizes;
   parts: readonly string[];
   durationS: number;
@@ -296,6 +298,7 @@ export function renderMarkdown(r: Results): string {
     '',
     `Services' memory: ${r.serviceMemory}.`,
     `Group commit: ${r.groupCommit ?? "the services' defaults"}.`,
+    ...(r.serviceEnv !== undefined ? [`Service settings (--env): ${r.serviceEnv}.`] : []),
   ];
   if (r.synth) parts.push('', synthSection(r.synth));
   if (r.accept) parts.push('', acceptSection(r.accept));

@@ -67,6 +67,12 @@ export interface ProducerApiProps extends WorkloadProps {
   readonly bodyLimitBytes?: number;
   /** Republish jobs stored but not confirmed as published after this long. @default Duration.seconds(5) */
   readonly outboxRepublishAfter?: Duration;
+  /**
+   * Pause between the outbox sweeper's scans of MongoDB for jobs a crashed producer stored but never published,
+   * once a scan has caught up: such a job is published within about this plus `outboxRepublishAfter`.
+   * @default Duration.seconds(30)
+   */
+  readonly outboxScanInterval?: Duration;
   /** Public host name; Kubernetes gets an Ingress for it. @default no ingress */
   readonly ingressHost?: string;
   /** TLS on the Ingress, with HTTP redirected to HTTPS. Needs `ingressHost`. @default no TLS */

@@ -39,6 +39,7 @@ export const DEFAULTS = {
   mongoPort: 27017,
   bodyLimitBytes: 65536,
   outboxRepublishAfter: Duration.seconds(5),
+  outboxScanInterval: Duration.seconds(30),
   prefetch: 10,
   /** The services' own defaults (services/src/shared/config.ts), chosen from the benchmark. */
   groupCommit: { maxBatchSize: 100, maxWaitMs: 2 },
@@ -350,6 +351,9 @@ export function resolve(system: JobSystem, options: ResolveOptions = {}): Resolv
       BODY_LIMIT_BYTES: String(producer.props.bodyLimitBytes ?? DEFAULTS.bodyLimitBytes),
       OUTBOX_REPUBLISH_AFTER_MS: String(
         (producer.props.outboxRepublishAfter ?? DEFAULTS.outboxRepublishAfter).seconds * 1000,
+      ),
+      OUTBOX_SCAN_INTERVAL_MS: String(
+        (producer.props.outboxScanInterval ?? DEFAULTS.outboxScanInterval).seconds * 1000,
       ),
       // The producer accepts exactly the job types some consumer runs, test handlers included.
       ENABLE_TEST_HANDLERS: String(system.consumers.some((c) => c.props.enableTestHandlers ?? false)),

@@ -64,6 +64,13 @@ function checkInteger(
   }
 }
 
+/** A Duration the service reads as whole milliseconds, from `minMs` to one hour. */
+function checkMillis(c: Collector, path: string, field: string, ms: number, minMs: number): void {
+  if (!Number.isInteger(ms) || ms < minMs || ms > 3_600_000) {
+    c.add(path, field, `got ${String(ms)} ms, expected whole milliseconds from ${minMs} ms to 1 hour`);
+  }
+}
+
 function checkQuantityPair(
   c: Collector,
   path: string,
@@ -279,6 +286,11 @@ function validateService(c: Collector, system: ResolvedSystem, s: ResolvedServic
   if (s.kind === 'producer' || s.kind === 'consumer') {
     checkInteger(c, p, 'groupCommit.maxBatchSize', Number(envValue(s, 'GROUP_COMMIT_MAX_SIZE')), 1, 10_000);
     checkInteger(c, p, 'groupCommit.maxWaitMs', Number(envValue(s, 'GROUP_COMMIT_MAX_WAIT_MS')), 0, 1000);
+  }
+
+  if (s.kind === 'producer') {
+    checkMillis(c, p, 'outboxRepublishAfter', Number(envValue(s, 'OUTBOX_REPUBLISH_AFTER_MS')), 100);
+    checkMillis(c, p, 'outboxScanInterval', Number(envValue(s, 'OUTBOX_SCAN_INTERVAL_MS')), 50);
   }
 
   if (s.kind === 'consumer') {

@@ -193,6 +193,20 @@ describe('validation', () => {
     expect(errorsOf({ producer: { groupCommit: { maxBatchSize: 1, maxWaitMs: 0 } } })).toEqual([]);
   });
 
+  test('outbox durations are within what the producer reads, named by their model path', () => {
+    expect(
+      errorsOf({
+        producer: { outboxRepublishAfter: Duration.seconds(0), outboxScanInterval: Duration.minutes(61) },
+      }),
+    ).toEqual([
+      '[test/producer] outboxRepublishAfter: got 0 ms, expected whole milliseconds from 100 ms to 1 hour',
+      '[test/producer] outboxScanInterval: got 3660000 ms, expected whole milliseconds from 50 ms to 1 hour',
+    ]);
+    expect(
+      errorsOf({ producer: { outboxRepublishAfter: Duration.seconds(1), outboxScanInterval: Duration.minutes(60) } }),
+    ).toEqual([]);
+  });
+
   test('prefetch must be at least the worker concurrency', () => {
     expect(errorsOf({ consumer: { prefetch: 5, concurrency: 10 } })).toEqual([
       '[test/consumer] prefetch: got 5, expected at least the worker concurrency (10) so every worker slot can hold a delivery',

@@ -39,6 +39,8 @@ export interface ProducerDeps {
   readonly isShuttingDown?: () => boolean;
   readonly metrics?: ProducerMetrics;
   readonly now?: () => Date;
+  /** A stored job whose publish failed (the 202 still goes out): the outbox sweeper publishes it again. */
+  readonly onPublishFailed?: (job: Pick<JobDocument, '_id' | 'type'>) => void;
 }
 
 /** Seconds a client should wait before retrying when MongoDB is unavailable. */
@@ -323,6 +325,7 @@ export function buildApp(deps: ProducerDeps): FastifyInstance {
     } catch (err) {
       metrics.publishDuration.observe({ outcome: 'failed' }, Number(process.hrtime.bigint() - started) / 1e9);
       log.warn({ err: (err as Error).message }, 'job accepted; publish failed, the outbox sweeper will retry');
+      deps.onPublishFailed?.(doc);
     }
     return reply.code(202).header('location', jobLink(doc._id)).send(toView(doc));
   });

@@ -4,6 +4,7 @@ export interface ProducerConfig extends CommonConfig {
   readonly bodyLimitBytes: number;
   readonly outboxRepublishAfterMs: number;
   readonly outboxSweepIntervalMs: number;
+  readonly outboxScanIntervalMs: number;
   /** Path of the API keys file, or `null` when `AUTH_DISABLED=true`. */
   readonly apiKeysFile: string | null;
   readonly apiKeysReloadIntervalMs: number;
@@ -20,6 +21,7 @@ export function loadProducerConfig(env: Env): ProducerConfig {
   const bodyLimitBytes = reader.integer('BODY_LIMIT_BYTES', 65_536, 1024, 10 * 1024 * 1024);
   const outboxRepublishAfterMs = reader.integer('OUTBOX_REPUBLISH_AFTER_MS', 5000, 100, 3_600_000);
   const outboxSweepIntervalMs = reader.integer('OUTBOX_SWEEP_INTERVAL_MS', 1000, 50, 3_600_000);
+  const outboxScanIntervalMs = reader.integer('OUTBOX_SCAN_INTERVAL_MS', 30_000, 50, 3_600_000);
   const authDisabled = reader.boolean('AUTH_DISABLED', false);
   const keysFile = env.API_KEYS_FILE === undefined || env.API_KEYS_FILE === '' ? undefined : env.API_KEYS_FILE;
   if (authDisabled && keysFile !== undefined) {
@@ -36,6 +38,7 @@ export function loadProducerConfig(env: Env): ProducerConfig {
     bodyLimitBytes,
     outboxRepublishAfterMs,
     outboxSweepIntervalMs,
+    outboxScanIntervalMs,
     apiKeysFile: authDisabled ? null : (keysFile ?? ''),
     apiKeysReloadIntervalMs: reader.integer('API_KEYS_RELOAD_INTERVAL_MS', 5000, 100, 3_600_000),
     metricsPort: reader.integer('METRICS_PORT', 9464, 1, 65535),

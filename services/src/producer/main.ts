@@ -67,6 +67,15 @@ async function main(): Promise<void> {
   const store = new MongoJobStore(mongo.db, config.groupCommit, groupCommitMetric(metricsRegistry));
   const registry = HandlerRegistry.create({ enableTestHandlers: config.enableTestHandlers });
   const metrics = new ProducerMetrics(store, { defaultMetrics: true, registry: metricsRegistry });
+  const sweeper = new OutboxSweeper({
+    store,
+    publisher,
+    logger,
+    republishAfterMs: config.outboxRepublishAfterMs,
+    intervalMs: config.outboxSweepIntervalMs,
+    scanIntervalMs: config.outboxScanIntervalMs,
+    onBacklog: (n) => metrics.outboxBacklog.set(n),
+  });
   const app = buildApp({
     store,
     publisher,
@@ -77,16 +86,9 @@ async function main(): Promise<void> {
     ...(config.rateLimit !== null ? { rateLimit: config.rateLimit } : {}),
     metrics,
     isShuttingDown: () => shuttingDown,
+    onPublishFailed: (job) => sweeper.retryLater(job),
   });
   const metricsApp = buildMetricsApp(metrics, logger);
-  const sweeper = new OutboxSweeper({
-    store,
-    publisher,
-    logger,
-    republishAfterMs: config.outboxRepublishAfterMs,
-    intervalMs: config.outboxSweepIntervalMs,
-    onBacklog: (n) => metrics.outboxBacklog.set(n),
-  });
 
   shutdown = (signal) => {
     if (shuttingDown) return;

@@ -63,7 +63,7 @@ export class ProducerMetrics {
     });
     this.outboxBacklog = new Gauge({
       name: 'outbox_backlog',
-      help: 'Jobs stored without a broker confirm, older than OUTBOX_REPUBLISH_AFTER_MS, found by the last outbox sweep',
+      help: 'Jobs stored without a broker confirm: publishes of this process waiting for a retry, plus orphans the last outbox scan found and could not publish yet',
       registers,
     });
   }

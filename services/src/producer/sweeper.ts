@@ -1,3 +1,4 @@
+import type { JobDocument } from '../shared/jobs';
 import type { Logger } from '../shared/logger';
 import type { JobStore } from '../shared/store';
 import type { JobPublisher } from './app';
@@ -6,23 +7,61 @@ export interface OutboxSweeperOptions {
   readonly store: JobStore;
   readonly publisher: JobPublisher;
   readonly logger: Logger;
+  /** A stored job with no publication record is taken for an orphan once it is this old. */
   readonly republishAfterMs: number;
+  /** Pause between ticks. Each tick publishes again the jobs whose publish failed in this process. */
   readonly intervalMs: number;
+  /**
+   * Pause between scans of the store for orphans (jobs of a producer that crashed before publishing), once a scan
+   * has caught up. @default 30000
+   */
+  readonly scanIntervalMs?: number;
   readonly batchSize?: number;
-  /** Unpublished jobs found by the last sweep (for the outbox_backlog gauge). */
+  /** Jobs known to be stored without a broker confirm: this process's failed publishes plus the last scan's orphans. */
   readonly onBacklog?: (count: number) => void;
 }
 
+/** Jobs kept for a retry in memory; beyond this a failed publish is left to the scan. */
+export const MAX_PENDING = 10_000;
+
 /**
- * Publishes jobs that were stored but never confirmed as published (producer crashed between insert and
- * publish, or the broker was down). Several producer replicas may publish the same job; the consumer's atomic
- * claim makes the duplicate message harmless.
+ * How far behind the age bound each scan window starts again: ids carry their producer's clock, so an orphan of a
+ * producer whose clock is behind ours still falls inside a later window.
+ */
+export const CLOCK_SLACK_MS = 60_000;
+
+/** The smallest UUIDv7 of a millisecond: every id created at or after `ms` sorts after it. */
+export function idFloor(ms: number): string {
+  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
+}
+
+type Publishable = Pick<JobDocument, '_id' | 'type'>;
+
+/**
+ * Publishes jobs that were stored but never confirmed as published. Two sources, so that the store is not read
+ * every second:
+ *
+ * - **This process's failed publishes** (broker down or slow to confirm): kept in memory and published again on
+ *   every tick (`intervalMs`) while the broker is connected.
+ * - **Orphans of other processes** (a producer crashed between insert and publish, or a publication record was
+ *   lost): found by scanning the store for `queued`, never-claimed jobs older than `republishAfterMs` with no
+ *   publication record. The first scans walk the whole store, a page per tick; once caught up, a scan every
+ *   `scanIntervalMs` reads only the jobs created since the last one (by id, which is creation order), from
+ *   {@link CLOCK_SLACK_MS} before it.
+ *
+ * Several producer replicas may publish the same job; the consumer's atomic claim makes the duplicate harmless.
  */
 export class OutboxSweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
-  private resumeAfter: string | undefined;
+  /** Where the next scan starts (exclusive); undefined: at the first job. */
+  private scanFrom: string | undefined;
+  private nextScanAt = 0;
+  private lastScanOrphans = 0;
+  private readonly pending = new Map<string, Publishable>();
+  private overflowWarned = false;
 
   constructor(private readonly options: OutboxSweeperOptions) {}
 
@@ -39,30 +78,94 @@ export class OutboxSweeper {
     this.timer = setTimeout(tick, this.options.intervalMs);
   }
 
-  /** One pass; returns how many jobs were republished. */
-  async sweepOnce(): Promise<number> {
-    const { store, publisher, logger } = this.options;
-    if (!publisher.isReady()) return 0;
-    const olderThan = new Date(Date.now() - this.options.republishAfterMs);
-    const batchSize = this.options.batchSize ?? 500;
-    const { jobs, scanned, lastId } = await store.findUnpublished(olderThan, batchSize, this.resumeAfter);
-    // Page through a long backlog of published-but-unconsumed jobs across sweeps; start over at the end.
-    this.resumeAfter = scanned === batchSize ? lastId : undefined;
-    this.options.onBacklog?.(jobs.length);
-    let published = 0;
-    for (const job of jobs) {
-      if (this.stopped) break;
-      try {
-        await publisher.publish(job);
-        await store.markPublished(job._id, new Date());
-        published++;
-        logger.info({ jobId: job._id, jobType: job.type }, 'outbox: published a job that had no broker confirm');
-      } catch (err) {
-        logger.warn({ jobId: job._id, err: (err as Error).message }, 'outbox: publish failed');
-        break;
+  /** A job this process stored but could not publish: published again on the next tick. */
+  retryLater(job: Publishable): void {
+    if (this.pending.size >= MAX_PENDING) {
+      if (!this.overflowWarned) {
+        this.options.logger.warn(
+          { pending: this.pending.size },
+          'outbox: too many failed publishes to keep in memory; the next scans of the store will find the rest',
+        );
+        this.overflowWarned = true;
       }
+      return;
+    }
+    this.pending.set(job._id, { _id: job._id, type: job.type });
+  }
+
+  /** Failed publishes waiting for a retry in this process. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** One tick: the failed publishes again, then a scan of the store when one is due. Returns how many were published. */
+  async sweepOnce(): Promise<number> {
+    if (!this.options.publisher.isReady()) {
+      this.options.onBacklog?.(this.pending.size + this.lastScanOrphans);
+      return 0;
+    }
+    let published = await this.publishPending();
+    if (!this.stopped && Date.now() >= this.nextScanAt) published += await this.scan();
+    this.options.onBacklog?.(this.pending.size + this.lastScanOrphans);
+    return published;
+  }
+
+  private async publishPending(): Promise<number> {
+    const batch = [...this.pending.values()].slice(0, this.options.batchSize ?? 500);
+    let published = 0;
+    for (const job of batch) {
+      if (this.stopped || !(await this.publishOne(job))) break;
+      this.pending.delete(job._id);
+      published++;
+    }
+    if (this.pending.size < MAX_PENDING / 2) this.overflowWarned = false;
+    return published;
+  }
+
+  private async scan(): Promise<number> {
+    const { store, republishAfterMs } = this.options;
+    const started = Date.now();
+    const olderThan = new Date(started - republishAfterMs);
+    const batchSize = this.options.batchSize ?? 500;
+    const { jobs, scanned, lastId } = await store.findUnpublished(olderThan, batchSize, this.scanFrom);
+    // This process's own failed publishes are retried from memory already.
+    const orphans = jobs.filter((j) => !this.pending.has(j._id));
+    let published = 0;
+    for (const job of orphans) {
+      if (this.stopped || !(await this.publishOne(job))) {
+        // Same window again on the next tick: the jobs published meanwhile have their records and drop out.
+        this.lastScanOrphans = orphans.length - published;
+        this.nextScanAt = 0;
+        return published;
+      }
+      published++;
+    }
+    this.lastScanOrphans = 0;
+    if (scanned === batchSize && lastId !== undefined) {
+      // More below the age bound: the next page on the next tick.
+      this.scanFrom = lastId;
+      this.nextScanAt = 0;
+    } else {
+      // Caught up: the next scan reads what was created since, from the slack before this one's bound.
+      const floor = idFloor(olderThan.getTime() - CLOCK_SLACK_MS);
+      this.scanFrom = this.scanFrom === undefined || floor > this.scanFrom ? floor : this.scanFrom;
+      this.nextScanAt = started + (this.options.scanIntervalMs ?? 30_000);
     }
     return published;
+  }
+
+  /** Publishes and records one job; false (logged) when the broker or the store refused. */
+  private async publishOne(job: Publishable): Promise<boolean> {
+    const { store, publisher, logger } = this.options;
+    try {
+      await publisher.publish(job);
+      await store.markPublished(job._id, new Date());
+      logger.info({ jobId: job._id, jobType: job.type }, 'outbox: published a job that had no broker confirm');
+      return true;
+    } catch (err) {
+      logger.warn({ jobId: job._id, err: (err as Error).message }, 'outbox: publish failed');
+      return false;
+    }
   }
 
   async stop(): Promise<void> {

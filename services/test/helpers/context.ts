@@ -157,6 +157,8 @@ export interface TestContext {
   readonly db: Db;
   readonly app: FastifyInstance;
   readonly publisher: AmqpPublisher;
+  /** Where the in-process producer reports a job whose publish failed (the real one hands it to its sweeper). */
+  onPublishFailed(handler: (job: Pick<JobDocument, '_id' | 'type'>) => void): void;
   /** Environment for `node dist/consumer/main.js` pointing at this suite's database and queues. */
   consumerEnv(extra?: Record<string, string>): Record<string, string>;
   startConsumer(extra?: Record<string, string>): Promise<ServiceProcess>;
@@ -209,6 +211,7 @@ export async function createContext(
   const keysDir = mkdtempSync(join(tmpdir(), 'aj-keys-'));
   const keys = writeKeysFile(keysDir);
   const clients = parseApiKeys(readFileSync(keys.path, 'utf8'), keys.path);
+  let publishFailed: ((job: Pick<JobDocument, '_id' | 'type'>) => void) | undefined;
   const app = buildApp({
     store,
     publisher,
@@ -216,6 +219,7 @@ export async function createContext(
     logger,
     bodyLimitBytes: 65_536,
     apiClients: () => clients,
+    onPublishFailed: (job) => publishFailed?.(job),
   });
   const auth = (name: TestClient = 'test'): Record<string, string> => ({
     authorization: `Bearer ${keys.tokens[name]}`,
@@ -269,6 +273,9 @@ export async function createContext(
     db,
     app,
     publisher,
+    onPublishFailed(handler) {
+      publishFailed = handler;
+    },
     names,
     consumerEnv,
     async startConsumer(extra = {}) {

@@ -35,6 +35,7 @@ describe('producer configuration', () => {
       host: '0.0.0.0',
       bodyLimitBytes: 65536,
       outboxRepublishAfterMs: 5000,
+      outboxScanIntervalMs: 30_000,
       outboxSweepIntervalMs: 1000,
       apiKeysFile: '/run/secrets/api-keys',
       apiKeysReloadIntervalMs: 5000,

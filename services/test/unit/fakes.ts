@@ -43,12 +43,30 @@ export class FakeStore implements JobStore {
     this.check();
     this.published.add(id);
   }
-  async findUnpublished(olderThan: Date, limit: number): Promise<{ jobs: JobDocument[]; scanned: number }> {
+  /** The `afterId` of every outbox scan, in order. */
+  readonly scans: (string | undefined)[] = [];
+  async findUnpublished(
+    olderThan: Date,
+    limit: number,
+    afterId?: string,
+  ): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }> {
     this.check();
+    this.scans.push(afterId);
     const candidates = [...this.jobs.values()]
-      .filter((j) => j.status === 'queued' && j.attempts === 0 && j.createdAt < olderThan)
+      .filter(
+        (j) =>
+          j.status === 'queued' &&
+          j.attempts === 0 &&
+          j.createdAt < olderThan &&
+          (afterId === undefined || j._id > afterId),
+      )
+      .sort((a, b) => (a._id < b._id ? -1 : 1))
       .slice(0, limit);
-    return { jobs: candidates.filter((j) => !this.published.has(j._id)), scanned: candidates.length };
+    return {
+      jobs: candidates.filter((j) => !this.published.has(j._id)),
+      scanned: candidates.length,
+      ...(candidates.length > 0 ? { lastId: candidates[candidates.length - 1]?._id } : {}),
+    };
   }
   async countByStatus(): Promise<Record<JobStatus, number>> {
     this.check();
