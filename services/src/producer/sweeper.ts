@@ -16,10 +16,13 @@ export interface OutboxSweeperOptions {
    * has caught up. @default 30000
    */
   readonly scanIntervalMs?: number;
+  /** Jobs read per page of a scan, and failed publishes retried per tick. @default 5000 */
   readonly batchSize?: number;
   /** Jobs known to be stored without a broker confirm: this process's failed publishes plus the last scan's orphans. */
   readonly onBacklog?: (count: number) => void;
 }
+
+const DEFAULT_BATCH = 5000;
 
 /** Jobs kept for a retry in memory; beyond this a failed publish is left to the scan. */
 export const MAX_PENDING = 10_000;
@@ -46,9 +49,11 @@ type Publishable = Pick<JobDocument, '_id' | 'type'>;
  *   every tick (`intervalMs`) while the broker is connected.
  * - **Orphans of other processes** (a producer crashed between insert and publish, or a publication record was
  *   lost): found by scanning the store for `queued`, never-claimed jobs older than `republishAfterMs` with no
- *   publication record. The first scans walk the whole store, a page per tick; once caught up, a scan every
- *   `scanIntervalMs` reads only the jobs created since the last one (by id, which is creation order), from
- *   {@link CLOCK_SLACK_MS} before it.
+ *   publication record. A pass reads pages of ids (creation order) up to the age bound it started with, one page
+ *   per tick. The first pass walks the whole store; the next ones, every `scanIntervalMs`, read only the jobs
+ *   created since the last bound, from {@link CLOCK_SLACK_MS} before it. The bound is fixed for a pass, so a
+ *   pass ends even while jobs arrive faster than a page per tick (most of them published and waiting in the
+ *   queue, which a scan cannot tell from orphans without reading their publication records).
  *
  * Several producer replicas may publish the same job; the consumer's atomic claim makes the duplicate harmless.
  */
@@ -56,8 +61,10 @@ export class OutboxSweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
-  /** Where the next scan starts (exclusive); undefined: at the first job. */
+  /** Where the next page starts (exclusive); undefined: at the first job. */
   private scanFrom: string | undefined;
+  /** The age bound of the pass under way; undefined between passes. */
+  private passBound: Date | undefined;
   private nextScanAt = 0;
   private lastScanOrphans = 0;
   private readonly pending = new Map<string, Publishable>();
@@ -111,7 +118,7 @@ export class OutboxSweeper {
   }
 
   private async publishPending(): Promise<number> {
-    const batch = [...this.pending.values()].slice(0, this.options.batchSize ?? 500);
+    const batch = [...this.pending.values()].slice(0, this.options.batchSize ?? DEFAULT_BATCH);
     let published = 0;
     for (const job of batch) {
       if (this.stopped || !(await this.publishOne(job))) break;
@@ -125,15 +132,16 @@ export class OutboxSweeper {
   private async scan(): Promise<number> {
     const { store, republishAfterMs } = this.options;
     const started = Date.now();
-    const olderThan = new Date(started - republishAfterMs);
-    const batchSize = this.options.batchSize ?? 500;
+    this.passBound ??= new Date(started - republishAfterMs);
+    const olderThan = this.passBound;
+    const batchSize = this.options.batchSize ?? DEFAULT_BATCH;
     const { jobs, scanned, lastId } = await store.findUnpublished(olderThan, batchSize, this.scanFrom);
     // This process's own failed publishes are retried from memory already.
     const orphans = jobs.filter((j) => !this.pending.has(j._id));
     let published = 0;
     for (const job of orphans) {
       if (this.stopped || !(await this.publishOne(job))) {
-        // Same window again on the next tick: the jobs published meanwhile have their records and drop out.
+        // Same page again on the next tick: the jobs published meanwhile have their records and drop out.
         this.lastScanOrphans = orphans.length - published;
         this.nextScanAt = 0;
         return published;
@@ -142,13 +150,14 @@ export class OutboxSweeper {
     }
     this.lastScanOrphans = 0;
     if (scanned === batchSize && lastId !== undefined) {
-      // More below the age bound: the next page on the next tick.
+      // More below this pass's bound: the next page on the next tick.
       this.scanFrom = lastId;
       this.nextScanAt = 0;
     } else {
-      // Caught up: the next scan reads what was created since, from the slack before this one's bound.
+      // Pass done: the next one reads what was created since, from the slack before this one's bound.
       const floor = idFloor(olderThan.getTime() - CLOCK_SLACK_MS);
       this.scanFrom = this.scanFrom === undefined || floor > this.scanFrom ? floor : this.scanFrom;
+      this.passBound = undefined;
       this.nextScanAt = started + (this.options.scanIntervalMs ?? 30_000);
     }
     return published;

@@ -39,7 +39,7 @@ export interface JobStore {
     olderThan: Date,
     limit: number,
     afterId?: string,
-  ): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }>;
+  ): Promise<{ jobs: Pick<JobDocument, '_id' | 'type'>[]; scanned: number; lastId?: string }>;
   countByStatus(): Promise<Record<JobStatus, number>>;
   ping(): Promise<void>;
 }
@@ -168,12 +168,17 @@ export class MongoJobStore implements JobStore {
     olderThan: Date,
     limit: number,
     afterId?: string,
-  ): Promise<{ jobs: JobDocument[]; scanned: number; lastId?: string }> {
+  ): Promise<{ jobs: Pick<JobDocument, '_id' | 'type'>[]; scanned: number; lastId?: string }> {
     return storeCall(async () => {
       // ids are UUIDv7 (creation order), so paging by id walks the backlog oldest first.
       const filter: Filter<JobDocument> = { status: 'queued', attempts: 0, createdAt: { $lt: olderThan } };
       if (afterId !== undefined) filter._id = { $gt: afterId };
-      const candidates = await this.jobs.find(filter).sort({ _id: 1 }).limit(limit).toArray();
+      const candidates = await this.jobs
+        .find(filter)
+        .sort({ _id: 1 })
+        .limit(limit)
+        .project<Pick<JobDocument, '_id' | 'type'>>({ _id: 1, type: 1 })
+        .toArray();
       if (candidates.length === 0) return { jobs: [], scanned: 0 };
       const published = new Set(
         (

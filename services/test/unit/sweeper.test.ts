@@ -126,10 +126,33 @@ describe('OutboxSweeper', () => {
     expect(store.scans).toEqual([undefined, ids[1], ids[3]]);
   });
 
+  it('ends a pass at the bound it started with, even while jobs arrive faster than a page per tick', async () => {
+    const { store, sweeper } = setup({ batchSize: 2 });
+    for (let i = 0; i < 4; i++) orphan(store, 10_000 - i, i);
+    const t0 = Date.now();
+    let tick = 0;
+    const now = jest.spyOn(Date, 'now').mockImplementation(() => t0 + tick * 10_000);
+    try {
+      // Each tick 10 s later, with 3 new jobs older than republishAfterMs waiting (published: they have records).
+      const counts: number[] = [];
+      for (; tick < 5; tick++) {
+        for (let i = 0; i < 3; i++) store.published.add(orphan(store, 5000, 100 * tick + i));
+        counts.push(await sweeper.sweepOnce());
+      }
+      expect(counts).toEqual([2, 2, 0, 0, 0]);
+      // The pass reads the 4 orphans (2 pages) and the 3 jobs that arrived before its bound (a full page and a
+      // last one), then ends; the jobs that arrived later wait for the next pass, after scanIntervalMs. Without a
+      // fixed bound every tick would find a full page and the reads would never stop.
+      expect(store.scans).toHaveLength(4);
+    } finally {
+      now.mockRestore();
+    }
+  });
+
   it('reads the same window again on the next tick when a publish fails in a scan', async () => {
     const { store, publisher, sweeper, backlog } = setup();
-    const a = orphan(store, 5000, 1);
-    const b = orphan(store, 5000, 2);
+    // In id order, which is the order a scan reads them in.
+    const [a = '', b = ''] = [orphan(store, 5000, 1), orphan(store, 5000, 2)].sort();
     const publish = publisher.publish.bind(publisher);
     let refused = 0;
     publisher.publish = async (job) => {
