@@ -27,7 +27,12 @@ describeIntegration('jobs against real RabbitMQ and MongoDB wire protocol', () =
     expect(doc?.result).toBe('15511210043330985984000000');
     expect(doc?.attempts).toBe(1);
     expect(doc?.runs).toBe(1);
-    expect(await ctx.db.collection('job_publications').countDocuments({ _id: id } as object)).toBe(1);
+    // The publication record is written after the 202 and may land after the job is done: wait for it (bounded).
+    const records = async (): Promise<number> =>
+      ctx.db.collection('job_publications').countDocuments({ _id: id } as object);
+    const until = Date.now() + 5000;
+    while ((await records()) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(await records()).toBe(1);
     const view = await ctx.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: ctx.auth() });
     expect(view.statusCode).toBe(200);
     expect(view.json()).toMatchObject({
