@@ -7,7 +7,7 @@ import Fastify, {
 } from 'fastify';
 import { installProblemHandlers, problem, sendProblem } from '../shared/http';
 import { UUID_RE } from '../shared/ids';
-import { JOB_STATUSES, newJobDocument, StoreUnavailableError, type JobDocument, type JobStatus } from '../shared/jobs';
+import { JOB_STATUSES, newJobDocument, StoreUnavailableError, type JobDocument, type JobRef, type JobStatus } from '../shared/jobs';
 import type { Logger } from '../shared/logger';
 import { validateJobRequest, type HandlerRegistry } from '../shared/registry';
 import type { JobStore } from '../shared/store';
@@ -18,7 +18,7 @@ import { INDEX_HTML, APP_JS } from './page';
 
 export interface JobPublisher {
   /** Resolves once the broker confirmed the message; rejects if it cannot be published now. */
-  publish(job: Pick<JobDocument, '_id' | 'type'>): Promise<void>;
+  publish(job: JobRef): Promise<void>;
   isReady(): boolean;
 }
 
@@ -40,7 +40,7 @@ export interface ProducerDeps {
   readonly metrics?: ProducerMetrics;
   readonly now?: () => Date;
   /** A stored job whose publish failed (the 202 still goes out): the outbox sweeper publishes it again. */
-  readonly onPublishFailed?: (job: Pick<JobDocument, '_id' | 'type'>) => void;
+  readonly onPublishFailed?: (job: JobRef) => void;
 }
 
 /** Seconds a client should wait before retrying when MongoDB is unavailable. */

@@ -1,7 +1,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { BrokerConnection, BrokerUnavailableError, confirmPublish } from '../shared/broker';
 import type { QueueType } from '../shared/config';
-import type { JobDocument } from '../shared/jobs';
+import type { JobRef } from '../shared/jobs';
 import type { Logger } from '../shared/logger';
 import { declareCoreTopology, encodeJobMessage, topologyNames, WORK_ROUTING_KEY } from '../shared/topology';
 import type { JobPublisher } from './app';
@@ -56,7 +56,7 @@ export class AmqpPublisher implements JobPublisher {
     return this.channel !== undefined;
   }
 
-  async publish(job: Pick<JobDocument, '_id' | 'type'>): Promise<void> {
+  async publish(job: JobRef): Promise<void> {
     const channel = this.channel;
     if (channel === undefined) throw new BrokerUnavailableError('not connected to the broker');
     const names = topologyNames(this.options.queuePrefix);

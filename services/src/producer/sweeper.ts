@@ -1,4 +1,5 @@
-import type { JobDocument } from '../shared/jobs';
+import { uuidv7Floor } from '../shared/ids';
+import type { JobRef } from '../shared/jobs';
 import type { Logger } from '../shared/logger';
 import type { JobStore } from '../shared/store';
 import type { JobPublisher } from './app';
@@ -33,13 +34,6 @@ export const MAX_PENDING = 10_000;
  */
 export const CLOCK_SLACK_MS = 60_000;
 
-/** The smallest UUIDv7 of a millisecond: every id created at or after `ms` sorts after it. */
-export function idFloor(ms: number): string {
-  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
-}
-
-type Publishable = Pick<JobDocument, '_id' | 'type'>;
 
 /**
  * Publishes jobs that were stored but never confirmed as published. Two sources, so that the store is not read
@@ -67,7 +61,7 @@ export class OutboxSweeper {
   private passBound: Date | undefined;
   private nextScanAt = 0;
   private lastScanOrphans = 0;
-  private readonly pending = new Map<string, Publishable>();
+  private readonly pending = new Map<string, JobRef>();
   private overflowWarned = false;
 
   constructor(private readonly options: OutboxSweeperOptions) {}
@@ -86,7 +80,7 @@ export class OutboxSweeper {
   }
 
   /** A job this process stored but could not publish: published again on the next tick. */
-  retryLater(job: Publishable): void {
+  retryLater(job: JobRef): void {
     if (this.pending.size >= MAX_PENDING) {
       if (!this.overflowWarned) {
         this.options.logger.warn(
@@ -107,26 +101,32 @@ export class OutboxSweeper {
 
   /** One tick: the failed publishes again, then a scan of the store when one is due. Returns how many were published. */
   async sweepOnce(): Promise<number> {
-    if (!this.options.publisher.isReady()) {
-      this.options.onBacklog?.(this.pending.size + this.lastScanOrphans);
-      return 0;
+    let published = 0;
+    if (this.options.publisher.isReady()) {
+      const retried = await this.publishPending();
+      published = retried.published;
+      // A refused retry means the broker refuses now: a scan would read the store only to publish nothing.
+      if (!retried.refused && !this.stopped && Date.now() >= this.nextScanAt) published += await this.scan();
     }
-    let published = await this.publishPending();
-    if (!this.stopped && Date.now() >= this.nextScanAt) published += await this.scan();
     this.options.onBacklog?.(this.pending.size + this.lastScanOrphans);
     return published;
   }
 
-  private async publishPending(): Promise<number> {
+  private async publishPending(): Promise<{ published: number; refused: boolean }> {
     const batch = [...this.pending.values()].slice(0, this.options.batchSize ?? DEFAULT_BATCH);
     let published = 0;
+    let refused = false;
     for (const job of batch) {
-      if (this.stopped || !(await this.publishOne(job))) break;
+      if (this.stopped) break;
+      if (!(await this.publishOne(job))) {
+        refused = true;
+        break;
+      }
       this.pending.delete(job._id);
       published++;
     }
     if (this.pending.size < MAX_PENDING / 2) this.overflowWarned = false;
-    return published;
+    return { published, refused };
   }
 
   private async scan(): Promise<number> {
@@ -155,7 +155,7 @@ export class OutboxSweeper {
       this.nextScanAt = 0;
     } else {
       // Pass done: the next one reads what was created since, from the slack before this one's bound.
-      const floor = idFloor(olderThan.getTime() - CLOCK_SLACK_MS);
+      const floor = uuidv7Floor(olderThan.getTime() - CLOCK_SLACK_MS);
       this.scanFrom = this.scanFrom === undefined || floor > this.scanFrom ? floor : this.scanFrom;
       this.passBound = undefined;
       this.nextScanAt = started + (this.options.scanIntervalMs ?? 30_000);
@@ -164,7 +164,7 @@ export class OutboxSweeper {
   }
 
   /** Publishes and records one job; false (logged) when the broker or the store refused. */
-  private async publishOne(job: Publishable): Promise<boolean> {
+  private async publishOne(job: JobRef): Promise<boolean> {
     const { store, publisher, logger } = this.options;
     try {
       await publisher.publish(job);

@@ -14,6 +14,9 @@ import { uuidv7 } from './ids';
 export type JobStatus = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed';
 export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'retrying', 'succeeded', 'failed'];
 
+/** What a job message names, and what publishing or republishing a job needs. */
+export type JobRef = Pick<JobDocument, '_id' | 'type'>;
+
 export interface JobError {
   readonly message: string;
   readonly attempt: number;

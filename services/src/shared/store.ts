@@ -7,6 +7,7 @@ import {
   publicationsCollection,
   storeCall,
   type JobDocument,
+  type JobRef,
   type JobStatus,
   type PublicationDocument,
   isPartialWriteError,
@@ -39,7 +40,7 @@ export interface JobStore {
     olderThan: Date,
     limit: number,
     afterId?: string,
-  ): Promise<{ jobs: Pick<JobDocument, '_id' | 'type'>[]; scanned: number; lastId?: string }>;
+  ): Promise<{ jobs: JobRef[]; scanned: number; lastId?: string }>;
   countByStatus(): Promise<Record<JobStatus, number>>;
   ping(): Promise<void>;
 }
@@ -168,7 +169,7 @@ export class MongoJobStore implements JobStore {
     olderThan: Date,
     limit: number,
     afterId?: string,
-  ): Promise<{ jobs: Pick<JobDocument, '_id' | 'type'>[]; scanned: number; lastId?: string }> {
+  ): Promise<{ jobs: JobRef[]; scanned: number; lastId?: string }> {
     return storeCall(async () => {
       // ids are UUIDv7 (creation order), so paging by id walks the backlog oldest first.
       const filter: Filter<JobDocument> = { status: 'queued', attempts: 0, createdAt: { $lt: olderThan } };
@@ -177,7 +178,7 @@ export class MongoJobStore implements JobStore {
         .find(filter)
         .sort({ _id: 1 })
         .limit(limit)
-        .project<Pick<JobDocument, '_id' | 'type'>>({ _id: 1, type: 1 })
+        .project<JobRef>({ _id: 1, type: 1 })
         .toArray();
       if (candidates.length === 0) return { jobs: [], scanned: 0 };
       const published = new Set(

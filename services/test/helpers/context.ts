@@ -10,7 +10,7 @@ import pino from 'pino';
 import { buildApp } from '../../src/producer/app';
 import { hashToken, parseApiKeys } from '../../src/producer/auth';
 import { AmqpPublisher } from '../../src/producer/publisher';
-import { jobsCollection, ensureIndexes, type JobDocument } from '../../src/shared/jobs';
+import { jobsCollection, ensureIndexes, type JobDocument, type JobRef } from '../../src/shared/jobs';
 import { HandlerRegistry } from '../../src/shared/registry';
 import { MongoJobStore } from '../../src/shared/store';
 import { GROUP_COMMIT_DEFAULTS } from '../../src/shared/config';
@@ -158,7 +158,7 @@ export interface TestContext {
   readonly app: FastifyInstance;
   readonly publisher: AmqpPublisher;
   /** Where the in-process producer reports a job whose publish failed (the real one hands it to its sweeper). */
-  onPublishFailed(handler: (job: Pick<JobDocument, '_id' | 'type'>) => void): void;
+  onPublishFailed(handler: (job: JobRef) => void): void;
   /** Environment for `node dist/consumer/main.js` pointing at this suite's database and queues. */
   consumerEnv(extra?: Record<string, string>): Record<string, string>;
   startConsumer(extra?: Record<string, string>): Promise<ServiceProcess>;
@@ -211,7 +211,7 @@ export async function createContext(
   const keysDir = mkdtempSync(join(tmpdir(), 'aj-keys-'));
   const keys = writeKeysFile(keysDir);
   const clients = parseApiKeys(readFileSync(keys.path, 'utf8'), keys.path);
-  let publishFailed: ((job: Pick<JobDocument, '_id' | 'type'>) => void) | undefined;
+  let publishFailed: ((job: JobRef) => void) | undefined;
   const app = buildApp({
     store,
     publisher,

@@ -1,4 +1,4 @@
-import { StoreUnavailableError, type JobDocument, type JobStatus } from '../../src/shared/jobs';
+import { StoreUnavailableError, type JobDocument, type JobRef, type JobStatus } from '../../src/shared/jobs';
 import type { JobPublisher } from '../../src/producer/app';
 import type { JobStore, ListJobsQuery } from '../../src/shared/store';
 
@@ -82,7 +82,7 @@ export class FakeStore implements JobStore {
 export class FakePublisher implements JobPublisher {
   readonly messages: string[] = [];
   ready = true;
-  async publish(job: Pick<JobDocument, '_id' | 'type'>): Promise<void> {
+  async publish(job: JobRef): Promise<void> {
     if (!this.ready) throw new Error('not connected to the broker');
     this.messages.push(job._id);
   }

@@ -1,7 +1,7 @@
 import pino from 'pino';
-import { uuidv7 } from '../../src/shared/ids';
+import { uuidv7, uuidv7Floor } from '../../src/shared/ids';
 import { newJobDocument } from '../../src/shared/jobs';
-import { CLOCK_SLACK_MS, idFloor, MAX_PENDING, OutboxSweeper } from '../../src/producer/sweeper';
+import { CLOCK_SLACK_MS, MAX_PENDING, OutboxSweeper } from '../../src/producer/sweeper';
 import { FakePublisher, FakeStore } from './fakes';
 
 const logger = pino({ level: 'silent' });
@@ -40,14 +40,14 @@ function setup(options: { scanIntervalMs?: number; batchSize?: number } = {}): {
   return { store, publisher, sweeper, backlog };
 }
 
-describe('idFloor', () => {
+describe('uuidv7Floor', () => {
   it('sorts at or before every id of its millisecond and after every id of the one before', () => {
     const t = Date.UTC(2026, 11, 2, 3, 4, 5, 678);
     for (let i = 0; i < 100; i++) {
-      expect(idFloor(t) <= uuidv7(t)).toBe(true);
-      expect(uuidv7(t - 1) < idFloor(t)).toBe(true);
+      expect(uuidv7Floor(t) <= uuidv7(t)).toBe(true);
+      expect(uuidv7(t - 1) < uuidv7Floor(t)).toBe(true);
     }
-    expect(idFloor(t)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7000-8000-000000000000$/);
+    expect(uuidv7Floor(t)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7000-8000-000000000000$/);
   });
 });
 
@@ -81,8 +81,11 @@ describe('OutboxSweeper', () => {
     };
     expect(await sweeper.sweepOnce()).toBe(0);
     expect(sweeper.pendingCount).toBe(2);
+    // The broker refused: no scan of the store on that tick either.
+    expect(store.scans).toEqual([]);
     expect(await sweeper.sweepOnce()).toBe(2);
     expect(publisher.messages).toEqual([a, b]);
+    expect(store.scans).toEqual([undefined]);
   });
 
   it('scans the store again only after scanIntervalMs once caught up, from the slack before its age bound', async () => {
@@ -109,8 +112,8 @@ describe('OutboxSweeper', () => {
     expect(store.scans).toHaveLength(2);
     const from = store.scans[1] ?? '';
     // The window starts one slack before the first scan's age bound (1 s before it ran).
-    expect(from <= idFloor(before - 1000 - CLOCK_SLACK_MS + 50)).toBe(true);
-    expect(from >= idFloor(before - 1000 - CLOCK_SLACK_MS - 50)).toBe(true);
+    expect(from <= uuidv7Floor(before - 1000 - CLOCK_SLACK_MS + 50)).toBe(true);
+    expect(from >= uuidv7Floor(before - 1000 - CLOCK_SLACK_MS - 50)).toBe(true);
   });
 
   it('walks a long backlog a page per tick, then waits', async () => {
