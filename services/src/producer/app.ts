@@ -7,7 +7,14 @@ import Fastify, {
 } from 'fastify';
 import { installProblemHandlers, problem, sendProblem } from '../shared/http';
 import { UUID_RE } from '../shared/ids';
-import { JOB_STATUSES, newJobDocument, StoreUnavailableError, type JobDocument, type JobRef, type JobStatus } from '../shared/jobs';
+import {
+  JOB_STATUSES,
+  newJobDocument,
+  StoreUnavailableError,
+  type JobDocument,
+  type JobRef,
+  type JobStatus,
+} from '../shared/jobs';
 import type { Logger } from '../shared/logger';
 import { validateJobRequest, type HandlerRegistry } from '../shared/registry';
 import type { JobStore } from '../shared/store';

@@ -34,7 +34,6 @@ export const MAX_PENDING = 10_000;
  */
 export const CLOCK_SLACK_MS = 60_000;
 
-
 /**
  * Publishes jobs that were stored but never confirmed as published. Two sources, so that the store is not read
  * every second:
