@@ -12,7 +12,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { memoryCgroupsAvailable } from './lib/cgroup.js';
 import { renderMarkdown, type Results } from './lib/report.js';
@@ -56,6 +56,7 @@ const OPTIONS = {
   'no-memory-limit': { type: 'boolean', default: false },
   'group-commit': { type: 'string' },
   env: { type: 'string', multiple: true },
+  render: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -103,6 +104,9 @@ Options:
                    for more), e.g. --env OUTBOX_SWEEP_INTERVAL_MS=60000 to compare a setting. Results
                    are named …-env, and BENCHMARKS.md is not rewritten
   --no-doc         Do not rewrite BENCHMARKS.md even after a full run
+  --render <file>  Measure nothing: render the tables again from a results file this script wrote
+                   (bench/results/<name>.json), rewriting <name>.md beside it and, for a full run,
+                   the results section of BENCHMARKS.md (after a change to how a figure is judged)
   -h, --help       Show this help`;
 
 /** Gives the services their prod containers' memory limits when this machine allows it; says what was done. */
@@ -161,6 +165,10 @@ async function main(): Promise<void> {
   const { values } = parseOptions();
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  if (values.render !== undefined) {
+    renderAgain(values.render, !values['no-doc']);
     return;
   }
   const backend = parseBackend(values.db ?? process.env.BENCH_DB);
@@ -272,19 +280,49 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, `${stem}.md`), `${md}\n`);
   log(`wrote bench/results/${stem}.json and .md`);
   if (!quick && parts.size === PARTS.length && !values['no-doc'] && gc === undefined && extraEnv.length === 0) {
-    const doc = join(REPO_ROOT, 'BENCHMARKS.md');
-    const start = '<!-- bench:results:start -->';
-    const end = '<!-- bench:results:end -->';
-    const text = existsSync(doc) ? readFileSync(doc, 'utf8') : '';
-    const a = text.indexOf(start);
-    const b = text.indexOf(end);
-    if (a !== -1 && b > a) {
-      writeFileSync(doc, `${text.slice(0, a + start.length)}\n\n${md}\n\n${text.slice(b)}`);
-      log('updated the results section of BENCHMARKS.md');
-    } else {
-      log(`BENCHMARKS.md has no ${start} … ${end} markers; left unchanged`);
-    }
+    writeDocSection(md, log);
   }
+}
+
+/** Replaces the results section of BENCHMARKS.md (between its markers) with `md`. */
+function writeDocSection(md: string, log: (line: string) => void): void {
+  const doc = join(REPO_ROOT, 'BENCHMARKS.md');
+  const start = '<!-- bench:results:start -->';
+  const end = '<!-- bench:results:end -->';
+  const text = existsSync(doc) ? readFileSync(doc, 'utf8') : '';
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
+  if (a !== -1 && b > a) {
+    writeFileSync(doc, `${text.slice(0, a + start.length)}\n\n${md}\n\n${text.slice(b)}`);
+    log('updated the results section of BENCHMARKS.md');
+  } else {
+    log(`BENCHMARKS.md has no ${start} … ${end} markers; left unchanged`);
+  }
+}
+
+/** `--render`: the tables of a saved run again, with today's report code; a full plain run also goes to BENCHMARKS.md. */
+function renderAgain(file: string, doc: boolean): void {
+  if (!file.endsWith('.json'))
+    throw new UsageError(`--render: got ${JSON.stringify(file)}, expected a .json results file`);
+  let results: Results;
+  try {
+    results = JSON.parse(readFileSync(file, 'utf8')) as Results;
+  } catch (err) {
+    throw new UsageError(`--render: cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (typeof results.date !== 'string' || !Array.isArray(results.parts)) {
+    throw new UsageError(`--render: ${file} has no "date" and "parts": not a results file of this script`);
+  }
+  const log = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  const md = renderMarkdown(results);
+  process.stdout.write(`${md}\n`);
+  const out = `${file.slice(0, -'.json'.length)}.md`;
+  writeFileSync(out, `${md}\n`);
+  log(`wrote ${out}`);
+  // Only a plain full run is named <date>.json (see main): runs of some parts, quick, -gc and -env runs are not.
+  if (doc && /^\d{4}-\d{2}-\d{2}\.json$/.test(basename(file))) writeDocSection(md, log);
 }
 
 main().catch(async (err: unknown) => {
