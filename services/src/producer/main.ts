@@ -4,7 +4,7 @@ import { createLogger } from '../shared/logger';
 import { Registry } from 'prom-client';
 import { groupCommitMetric, openMongo } from '../shared/mongo';
 import { HandlerRegistry } from '../shared/registry';
-import { MongoJobStore } from '../shared/store';
+import { MongoJobStore, publicationLingerMs } from '../shared/store';
 import { ApiKeysError, ApiKeysFile } from './auth';
 import { buildApp, buildMetricsApp } from './app';
 import { loadProducerConfig } from './config';
@@ -64,7 +64,12 @@ async function main(): Promise<void> {
     metrics: metricsRegistry,
   });
   mongo.ready.catch((err: Error) => logger.info({ err: err.message }, 'stopped connecting to MongoDB'));
-  const store = new MongoJobStore(mongo.db, config.groupCommit, groupCommitMetric(metricsRegistry));
+  const store = new MongoJobStore(
+    mongo.db,
+    config.groupCommit,
+    groupCommitMetric(metricsRegistry),
+    publicationLingerMs(config.outboxRepublishAfterMs),
+  );
   const registry = HandlerRegistry.create({ enableTestHandlers: config.enableTestHandlers });
   const metrics = new ProducerMetrics(store, { defaultMetrics: true, registry: metricsRegistry });
   const sweeper = new OutboxSweeper({

@@ -59,6 +59,17 @@ async function insertManyFailed<T extends { _id: string }>(
   }
 }
 
+/** Longest a publication record waits for others to share its write (it is off the request path: see app.ts). */
+export const PUBLICATION_LINGER_MS = 100;
+
+/**
+ * How long publication records linger for a fuller batch: {@link PUBLICATION_LINGER_MS}, or a quarter of the
+ * republish age when that is shorter, so a record is always written long before a sweeper may publish its job again.
+ */
+export function publicationLingerMs(republishAfterMs: number): number {
+  return Math.min(PUBLICATION_LINGER_MS, Math.floor(republishAfterMs / 4));
+}
+
 export class MongoJobStore implements JobStore {
   private readonly jobs: Collection<JobDocument>;
   private readonly publications: Collection<PublicationDocument>;
@@ -68,11 +79,14 @@ export class MongoJobStore implements JobStore {
   /**
    * @param groupCommit how concurrent inserts (and, separately, publication records) share one `insertMany`.
    * @param onBatch called with the kind and size of every batch sent (metrics).
+   * @param publicationLinger how long a publication record waits for others (0: as inserts do); see
+   * {@link publicationLingerMs}. No caller waits on these records, so fuller batches cost no one time.
    */
   constructor(
     private readonly db: Db,
     groupCommit: GroupCommitOptions = NO_GROUP_COMMIT,
     onBatch?: (kind: 'insert' | 'publication', size: number) => void,
+    publicationLinger = 0,
   ) {
     this.jobs = jobsCollection(db);
     this.publications = publicationsCollection(db);
@@ -83,7 +97,7 @@ export class MongoJobStore implements JobStore {
     );
     this.confirms = new GroupCommit(
       (docs) => this.publicationBatch(docs),
-      groupCommit,
+      { ...groupCommit, lingerMs: publicationLinger },
       (n) => onBatch?.('publication', n),
     );
   }

@@ -12,7 +12,7 @@ import { hashToken, parseApiKeys } from '../../src/producer/auth';
 import { AmqpPublisher } from '../../src/producer/publisher';
 import { jobsCollection, ensureIndexes, type JobDocument, type JobRef } from '../../src/shared/jobs';
 import { HandlerRegistry } from '../../src/shared/registry';
-import { MongoJobStore } from '../../src/shared/store';
+import { MongoJobStore, PUBLICATION_LINGER_MS } from '../../src/shared/store';
 import { GROUP_COMMIT_DEFAULTS } from '../../src/shared/config';
 import { topologyNames } from '../../src/shared/topology';
 import { freePort } from './servers';
@@ -207,7 +207,7 @@ export async function createContext(
   if (!(await publisher.connection.waitForConnection(30_000))) throw new Error('publisher did not connect');
   while (!publisher.isReady()) await new Promise((r) => setTimeout(r, 20));
   // The in-process producer batches as the real one does by default (group commit).
-  const store = new MongoJobStore(db, GROUP_COMMIT_DEFAULTS);
+  const store = new MongoJobStore(db, GROUP_COMMIT_DEFAULTS, undefined, PUBLICATION_LINGER_MS);
   const keysDir = mkdtempSync(join(tmpdir(), 'aj-keys-'));
   const keys = writeKeysFile(keysDir);
   const clients = parseApiKeys(readFileSync(keys.path, 'utf8'), keys.path);

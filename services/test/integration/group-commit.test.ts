@@ -92,6 +92,35 @@ describeIntegration('group commit', () => {
     expect(published).toBe(17);
   });
 
+  it('writes publication records that arrive over the linger in one insertMany, and drains them at once', async () => {
+    const batches: { kind: string; size: number }[] = [];
+    const store = new MongoJobStore(
+      db,
+      { maxSize: 50, maxWaitMs: 2 },
+      (kind, size) => batches.push({ kind, size }),
+      150,
+    );
+    const ids = await seed(12, 'linger');
+    const marks: Promise<void>[] = [];
+    for (const id of ids.slice(0, 8)) {
+      marks.push(store.markPublished(id, new Date()));
+      await new Promise((r) => setTimeout(r, 5)); // spread over ~40 ms: apart, each would go out alone
+    }
+    await Promise.all(marks);
+    expect(batches).toEqual([{ kind: 'publication', size: 8 }]);
+    // Shutdown does not wait for the linger: drain sends what waits at once.
+    const late = ids.slice(8).map((id) => store.markPublished(id, new Date()));
+    const started = Date.now();
+    await store.drain();
+    await Promise.all(late);
+    expect(Date.now() - started).toBeLessThan(150);
+    expect(batches).toEqual([
+      { kind: 'publication', size: 8 },
+      { kind: 'publication', size: 4 },
+    ]);
+    expect(await db.collection('job_publications').countDocuments({ _id: { $in: ids } } as object)).toBe(12);
+  });
+
   it('claims the deliveries that arrive together in two round trips, each job by exactly one of two workers', async () => {
     const ids = await seed(12, 'claim');
     const batches: number[] = [];

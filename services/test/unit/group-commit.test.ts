@@ -1,4 +1,5 @@
 import { GroupCommit, type Settled } from '../../src/shared/group-commit';
+import { PUBLICATION_LINGER_MS, publicationLingerMs } from '../../src/shared/store';
 
 /** A write that records its batches and answers each item with itself doubled; `gate` holds it until released. */
 function recorder(fail?: (item: number) => boolean): {
@@ -117,13 +118,64 @@ describe('group commit', () => {
     expect(r.batches).toEqual([[1], [2], [3]]);
   });
 
+  it('with lingerMs holds a lone item for the linger, then sends what arrived meanwhile as one batch', async () => {
+    const r = recorder();
+    const gc = new GroupCommit(r.write, { maxSize: 100, maxWaitMs: 0, lingerMs: 40 });
+    const started = Date.now();
+    const first = gc.submit(1);
+    await new Promise((res) => setTimeout(res, 10));
+    expect(r.batches).toEqual([]);
+    const second = gc.submit(2);
+    await expect(Promise.all([first, second])).resolves.toEqual([2, 4]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(35);
+    expect(r.batches).toEqual([[1, 2]]);
+  });
+
+  it('with lingerMs sends a full batch at once, and what queued behind a batch in flight at its own linger', async () => {
+    const r = recorder();
+    r.gate = true;
+    const gc = new GroupCommit(r.write, { maxSize: 2, maxWaitMs: 0, lingerMs: 30 });
+    const full = [gc.submit(1), gc.submit(2)];
+    await new Promise((res) => setImmediate(res));
+    expect(r.batches).toEqual([[1, 2]]);
+    const behind = gc.submit(3);
+    r.release();
+    await Promise.all(full);
+    // The batch in flight came back, but the lingering item waits for its own timer, not for that.
+    expect(r.batches).toEqual([[1, 2]]);
+    await expect(behind).resolves.toBe(6);
+    expect(r.batches).toEqual([[1, 2], [3]]);
+  });
+
+  it('with lingerMs sends at once on drain (shutdown does not wait for the linger)', async () => {
+    const r = recorder();
+    const gc = new GroupCommit(r.write, { maxSize: 100, maxWaitMs: 0, lingerMs: 60_000 });
+    const item = gc.submit(1);
+    const started = Date.now();
+    await gc.drain();
+    await expect(item).resolves.toBe(2);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
   it('refuses bounds that cannot work, naming the value', () => {
     const r = recorder();
     expect(() => new GroupCommit(r.write, { maxSize: 0, maxWaitMs: 1 })).toThrow(
       'group commit maxSize: got 0, expected an integer ≥ 1',
     );
+    expect(() => new GroupCommit(r.write, { maxSize: 1, maxWaitMs: 0, lingerMs: Number.NaN })).toThrow(
+      'group commit lingerMs: got NaN, expected a number ≥ 0',
+    );
     expect(() => new GroupCommit(r.write, { maxSize: 1, maxWaitMs: -1 })).toThrow(
       'group commit maxWaitMs: got -1, expected a number ≥ 0',
     );
+  });
+});
+
+describe('publicationLingerMs', () => {
+  it('is 100 ms, or a quarter of the republish age when that is shorter', () => {
+    expect(PUBLICATION_LINGER_MS).toBe(100);
+    expect(publicationLingerMs(5000)).toBe(100);
+    expect(publicationLingerMs(400)).toBe(100);
+    expect(publicationLingerMs(100)).toBe(25);
   });
 });
