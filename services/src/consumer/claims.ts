@@ -130,9 +130,9 @@ export interface JobClaimsOptions {
 }
 
 /**
- * Claims and outcome writes are group-committed: the deliveries that arrive together are claimed in one
- * unordered `bulkWrite` of conditional `updateOne`s (each as atomic as a lone one) plus one `find` of this
- * worker's running jobs, which tells which claims won; the results that finish together are written in one
+ * Claims and outcome writes are group-committed: three or more deliveries that arrive together are claimed in
+ * one unordered `bulkWrite` of conditional `updateOne`s (each as atomic as a lone one) plus one `find` of this
+ * worker's running jobs, which tells which claims won (one or two are claimed by `findOneAndUpdate` each); the results that finish together are written in one
  * `bulkWrite`. Every operation names one `_id`, because FerretDB pushes only equality filters down to its
  * indexes (`$in` scans the collection).
  */
@@ -171,8 +171,10 @@ export class JobClaims {
   private async claimBatch(reqs: readonly ClaimRequest[]): Promise<Settled<JobWithSchedule | null>[]> {
     const one = async (req: ClaimRequest): Promise<JobWithSchedule | null> =>
       this.jobs.findOneAndUpdate(claimFilter(req), claimUpdate(req), { returnDocument: 'after' });
-    // Alone, the claim that returns the document is one round trip instead of two.
-    if (reqs.length === 1 && reqs[0] !== undefined) return [await settle(one(reqs[0]))];
+    // Up to two claims, each its own `findOneAndUpdate` (sent together): as many round trips as the bulk write and
+    // its read-back, but side by side instead of one after the other (on FerretDB a `findOneAndUpdate` also cost
+    // less CPU per claim than the bulk path did, measured on batches of 10: BENCHMARKS.md, "Group commit").
+    if (reqs.length <= 2) return Promise.all(reqs.map((req) => settle(one(req))));
     // One claim time for the batch (the latest of its requests: a lease that expired by then is expired when the
     // batch is written), so the claims that won are read back by it: this worker's leases taken at that time.
     const now = new Date(Math.max(...reqs.map((r) => r.now.getTime())));

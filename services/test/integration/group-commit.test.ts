@@ -121,6 +121,28 @@ describeIntegration('group commit', () => {
     expect(await db.collection('job_publications').countDocuments({ _id: { $in: ids } } as object)).toBe(12);
   });
 
+  it('claims two deliveries that arrive together by one findOneAndUpdate each, sent side by side', async () => {
+    const ids = await seed(2, 'pair');
+    const batches: number[] = [];
+    const claims = new JobClaims(db, {
+      groupCommit: { maxSize: 100, maxWaitMs: 5 },
+      onBatch: (kind, size) => kind === 'claim' && batches.push(size),
+    });
+    const now = new Date();
+    commands.length = 0;
+    const won = await Promise.all(
+      ids.map((jobId) => claims.claim({ jobId, workerId: 'w1', now, leaseMs: 60_000, maxAttempts: 3 })),
+    );
+    expect(batches).toEqual([2]);
+    expect(commands).toEqual(['findAndModify', 'findAndModify']);
+    expect(won.map((d) => [d?._id, d?.status, d?.attempts])).toEqual(ids.map((id) => [id, 'running', 1]));
+    // Claimed again while the leases hold: neither wins.
+    const again = await Promise.all(
+      ids.map((jobId) => claims.claim({ jobId, workerId: 'w2', now, leaseMs: 60_000, maxAttempts: 3 })),
+    );
+    expect(again).toEqual([null, null]);
+  });
+
   it('claims the deliveries that arrive together in two round trips, each job by exactly one of two workers', async () => {
     const ids = await seed(12, 'claim');
     const batches: number[] = [];
