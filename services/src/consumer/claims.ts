@@ -132,8 +132,8 @@ export interface JobClaimsOptions {
 /**
  * Claims and outcome writes are group-committed: three or more deliveries that arrive together are claimed in
  * one unordered `bulkWrite` of conditional `updateOne`s (each as atomic as a lone one) plus one `find` of this
- * worker's running jobs, which tells which claims won (one or two are claimed by `findOneAndUpdate` each); the results that finish together are written in one
- * `bulkWrite`. Every operation names one `_id`, because FerretDB pushes only equality filters down to its
+ * worker's running jobs, which tells which claims won (one or two are claimed by `findOneAndUpdate` each); the
+ * results that finish together are written in one `bulkWrite`. Every operation names one `_id`, because FerretDB pushes only equality filters down to its
  * indexes (`$in` scans the collection).
  */
 export class JobClaims {

@@ -42,6 +42,18 @@ describeIntegration('group commit', () => {
     return docs.map((d) => d._id);
   };
 
+  /** Claims that record the size of every claim batch; `claimAll` claims every id for one worker at once. */
+  const claimsWithBatches = () => {
+    const batches: number[] = [];
+    const claims = new JobClaims(db, {
+      groupCommit: { maxSize: 100, maxWaitMs: 5 },
+      onBatch: (kind, size) => kind === 'claim' && batches.push(size),
+    });
+    const claimAll = (ids: readonly string[], workerId: string, now: Date) =>
+      Promise.all(ids.map((jobId) => claims.claim({ jobId, workerId, now, leaseMs: 60_000, maxAttempts: 3 })));
+    return { claims, batches, claimAll };
+  };
+
   it('shares one insertMany among concurrent submissions; reused keys in the batch get the answers they get alone', async () => {
     const batches: { kind: string; size: number }[] = [];
     const store = new MongoJobStore(db, { maxSize: 50, maxWaitMs: 20 }, (kind, size) => batches.push({ kind, size }));
@@ -123,40 +135,24 @@ describeIntegration('group commit', () => {
 
   it('claims two deliveries that arrive together by one findOneAndUpdate each, sent side by side', async () => {
     const ids = await seed(2, 'pair');
-    const batches: number[] = [];
-    const claims = new JobClaims(db, {
-      groupCommit: { maxSize: 100, maxWaitMs: 5 },
-      onBatch: (kind, size) => kind === 'claim' && batches.push(size),
-    });
+    const { claims, batches, claimAll } = claimsWithBatches();
     const now = new Date();
     commands.length = 0;
-    const won = await Promise.all(
-      ids.map((jobId) => claims.claim({ jobId, workerId: 'w1', now, leaseMs: 60_000, maxAttempts: 3 })),
-    );
+    const won = await claimAll(ids, 'w1', now);
     expect(batches).toEqual([2]);
     expect(commands).toEqual(['findAndModify', 'findAndModify']);
     expect(won.map((d) => [d?._id, d?.status, d?.attempts])).toEqual(ids.map((id) => [id, 'running', 1]));
     // Claimed again while the leases hold: neither wins.
-    const again = await Promise.all(
-      ids.map((jobId) => claims.claim({ jobId, workerId: 'w2', now, leaseMs: 60_000, maxAttempts: 3 })),
-    );
-    expect(again).toEqual([null, null]);
+    expect(await claimAll(ids, 'w2', now)).toEqual([null, null]);
+    await claims.drain();
   });
 
   it('claims the deliveries that arrive together in two round trips, each job by exactly one of two workers', async () => {
     const ids = await seed(12, 'claim');
-    const batches: number[] = [];
-    const claims = new JobClaims(db, {
-      groupCommit: { maxSize: 100, maxWaitMs: 5 },
-      onBatch: (kind, size) => kind === 'claim' && batches.push(size),
-    });
+    const { batches, claimAll } = claimsWithBatches();
     const now = new Date();
     commands.length = 0;
-    const [w1, w2] = await Promise.all(
-      ['w1', 'w2'].map((workerId) =>
-        Promise.all(ids.map((jobId) => claims.claim({ jobId, workerId, now, leaseMs: 60_000, maxAttempts: 3 }))),
-      ),
-    );
+    const [w1, w2] = await Promise.all(['w1', 'w2'].map((workerId) => claimAll(ids, workerId, now)));
     expect(batches).toEqual([24]);
     expect(commands.filter((c) => c === 'update' || c === 'find').length).toBe(3); // one bulk, a find per worker
     ids.forEach((id, i) => {
